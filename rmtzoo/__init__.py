@@ -1,0 +1,77 @@
+"""rmtzoo: the Recurrent Memory Transformer as composable, plugin-registered components.
+
+Public surface (plugins import only from here)::
+
+    import rmtzoo
+    config = rmtzoo.load_config("examples/copy.toml", ["train.lr=3e-4"])
+    model = rmtzoo.build_model(config)
+    state = model.initial_state(batch_size=2)
+    out, state = model.step(segment_ids, state)
+"""
+
+from rmtzoo._build import build_model
+from rmtzoo._components import (
+    AttentionSpec,
+    BackboneCapabilities,
+    BackboneOutput,
+    BackboneSpec,
+    BenchmarkSpec,
+    NoParams,
+    Params,
+    PlacementSpec,
+    RecurrencePolicy,
+    RecurrenceSpec,
+    TaskSpec,
+)
+from rmtzoo._config import (
+    ExperimentConfig,
+    config_json_schema,
+    dump_config,
+    format_validation_error,
+    load_config,
+)
+from rmtzoo._errors import (
+    ConfigError,
+    DuplicateComponentError,
+    InputError,
+    RmtzooError,
+    UnavailableError,
+    UnknownComponentError,
+)
+from rmtzoo._registry import PluginInfo, Registry, hookimpl
+from rmtzoo.model import RecurrentMemoryModel, RecurrentState, SequenceOutput, StepOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionSpec",
+    "BackboneCapabilities",
+    "BackboneOutput",
+    "BackboneSpec",
+    "BenchmarkSpec",
+    "ConfigError",
+    "DuplicateComponentError",
+    "ExperimentConfig",
+    "InputError",
+    "NoParams",
+    "Params",
+    "PlacementSpec",
+    "PluginInfo",
+    "RecurrenceSpec",
+    "RecurrencePolicy",
+    "RecurrentMemoryModel",
+    "RecurrentState",
+    "Registry",
+    "RmtzooError",
+    "SequenceOutput",
+    "StepOutput",
+    "TaskSpec",
+    "UnavailableError",
+    "UnknownComponentError",
+    "build_model",
+    "config_json_schema",
+    "dump_config",
+    "format_validation_error",
+    "hookimpl",
+    "load_config",
+]

@@ -1,0 +1,188 @@
+"""What a plugin registers: one frozen spec per component, on one of six axes.
+
+A spec is plain data plus a ``build`` callable. Its ``params`` class is a pydantic model: the config
+block ``{kind: NAME, ...}`` is validated against it, so a plugin's parameters validate, dump and hash like
+the built-ins'. ``test_params`` are tiny settings the contract and property suites build the component
+with, so a new component is tested automatically the moment it is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base class for component parameters: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoParams(Params):
+    """A component that takes no parameters."""
+
+
+@dataclass(frozen=True)
+class BackboneCapabilities:
+    """What a backbone can do; placements and recurrences are checked against it at validation.
+
+    causal: the backbone honours an arbitrary boolean attention mask and is causal when given none, so
+        a placement may hide keys from queries (read/write memory needs this).
+    accepts_cache: ``forward`` takes a per-layer cache of past layer inputs (a Transformer-XL cache).
+    """
+
+    causal: bool
+    accepts_cache: bool
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A backbone. ``build(params, *, attention)`` returns an ``nn.Module`` with the backbone protocol:
+
+    - ``d_model`` and ``vocab_size`` attributes;
+    - ``embed(ids [B, T]) -> [B, T, D]`` input embeddings;
+    - ``forward(x [B, S, D], *, mask [S, C+S] bool | None, cache list[[B, C, D]] | None)``
+      returning :class:`rmtzoo.BackboneOutput` (``hidden [B, S, D]`` and the per-layer inputs
+      ``layer_inputs``, each ``[B, S, D]``, that the next cache is built from); ``mask=None`` means the
+      backbone's natural attention (causal for a causal backbone);
+    - ``logits(hidden [B, T, D]) -> [B, T, V]`` and ``nll(hidden, targets [B, T]) -> [B, T]``.
+    """
+
+    name: str
+    summary: str
+    params: type[Params]
+    build: Callable[..., Any]
+    capabilities: BackboneCapabilities | Callable[[Any], BackboneCapabilities]
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def capabilities_for(self, params: Params) -> BackboneCapabilities:
+        caps = self.capabilities
+        return caps if isinstance(caps, BackboneCapabilities) else caps(params)
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    """A memory placement. ``build(params, *, d_model)`` returns an ``nn.Module`` with
+    ``num_memory``, ``initial_memory(batch_size)``, ``assemble``, ``split`` and ``mask``
+    (see :class:`rmtzoo.placements.MemoryPlacement`).
+
+    requires_causal: only valid on a backbone whose capabilities say ``causal``.
+    has_memory: places memory tokens (a recurrence that carries memory needs this).
+    """
+
+    name: str
+    summary: str
+    params: type[Params]
+    build: Callable[..., Any]
+    requires_causal: bool
+    has_memory: bool
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecurrenceSpec:
+    """A recurrence mode. ``build(params)`` returns a :class:`rmtzoo.RecurrencePolicy`.
+
+    carries_memory: memory written by one segment is read by the next (needs a placement with memory).
+    uses_cache: a per-layer Transformer-XL cache is carried (needs a backbone that accepts a cache).
+    """
+
+    name: str
+    summary: str
+    params: type[Params]
+    build: Callable[..., Any]
+    carries_memory: bool
+    uses_cache: bool
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """An attention kernel. ``build(params)`` returns a callable
+    ``attend(q, k, v, *, bias, mask, dropout_p, scale) -> [B, H, Q, Dh]`` with q ``[B, H, Q, Dh]``,
+    k and v ``[B, H, K, Dh]``, bias float ``[B|1, H|1, Q, K]`` or None, mask bool ``[Q, K]`` (True: may
+    attend) or None. ``available()`` returns None where the kernel runs, else the reason it cannot;
+    ``auto`` picks the available kernel of highest ``priority``.
+    """
+
+    name: str
+    summary: str
+    build: Callable[..., Any]
+    available: Callable[[], str | None] = lambda: None
+    priority: int = 0
+    params: type[Params] = NoParams
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task: data and its loss and metrics. ``build(params)`` returns the task object."""
+
+    name: str
+    summary: str
+    params: type[Params]
+    build: Callable[..., Any]
+    vocab_size: Callable[[Any], int] | None = None
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """A benchmark: a grid of configs regenerating one comparison. ``build(params)`` returns it."""
+
+    name: str
+    summary: str
+    build: Callable[..., Any]
+    params: type[Params] = NoParams
+    test_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecurrencePolicy:
+    """What a recurrence mode carries between segments; the model reads only this.
+
+    bptt_depth: with memory carried, the number k of past segment transitions a segment's loss
+        backpropagates through (None: all of them).
+    cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
+    memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
+    """
+
+    carries_memory: bool
+    bptt_depth: int | None = None
+    cache_len: int = 0
+    memory_reads_cache: bool = False
+
+    def update_memory(self, previous, written):
+        """The memory the next segment reads, from what this segment wrote. RMT: the write output."""
+        return written
+
+
+AXES: dict[str, type] = {
+    "backbones": BackboneSpec,
+    "memory_placements": PlacementSpec,
+    "recurrences": RecurrenceSpec,
+    "attention_backends": AttentionSpec,
+    "tasks": TaskSpec,
+    "benchmarks": BenchmarkSpec,
+}
+
+
+class BackboneOutput(tuple):
+    """What ``backbone.forward`` returns: ``hidden [B, S, D]`` and ``layer_inputs`` (one ``[B, S, D]``
+    per layer: the states a Transformer-XL cache keeps; an empty tuple for a backbone without a cache)."""
+
+    __slots__ = ()
+
+    def __new__(cls, hidden, layer_inputs=()):
+        return super().__new__(cls, (hidden, tuple(layer_inputs)))
+
+    @property
+    def hidden(self):
+        return self[0]
+
+    @property
+    def layer_inputs(self):
+        return self[1]

@@ -1,0 +1,371 @@
+"""Validated experiment configs: frozen pydantic data with one ``{kind: NAME, ...params}`` block per axis.
+
+Each block is validated against the params class the registry supplies for ``kind``, so plugin
+components validate, dump and hash exactly like the built-ins. Combinations a component cannot support
+(say, a Transformer-XL cache on a backbone that takes none) fail here, naming the field and the choices
+that would work, before anything is built or run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SerializationInfo,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from rmtzoo._components import Params
+from rmtzoo._errors import ConfigError, UnknownComponentError
+from rmtzoo._registry import Registry
+
+_ACTIVE_REGISTRY: ContextVar[Registry | None] = ContextVar("rmtzoo_active_registry", default=None)
+
+
+def _registry(info: ValidationInfo | None) -> Registry:
+    context = (info.context if info is not None else None) or {}
+    registry = context.get("registry") or _ACTIVE_REGISTRY.get()
+    return registry if registry is not None else Registry()
+
+
+class AxisBlock(Params):
+    """``{kind: NAME, ...params}``: a component by name with its validated parameters."""
+
+    axis: ClassVar[str] = ""
+    kind: str
+    params: SerializeAsAny[Params]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_against_registry(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, AxisBlock):
+            data = data.model_dump()
+        if not isinstance(data, Mapping):
+            raise PydanticCustomError(
+                "rmtzoo_block", "must be a table like {{kind = NAME, ...}}, got {got}", {"got": repr(data)}
+            )
+        data = dict(data)
+        if "params" in data and isinstance(data["params"], Params):
+            return data
+        kind = data.pop("kind", None)
+        if kind is None:
+            raise PydanticCustomError("rmtzoo_block", "missing 'kind' (the component's registered name)")
+        try:
+            spec = _registry(info).get(cls.axis, kind)
+        except UnknownComponentError as exc:
+            raise PydanticCustomError("rmtzoo_block", "{msg}", {"msg": str(exc), "path": "kind"}) from None
+        try:
+            params = spec.params.model_validate(data, context=info.context)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PydanticCustomError(
+                "rmtzoo_block",
+                "{msg}",
+                {"msg": _message(first), "path": ".".join(str(p) for p in first["loc"])},
+            ) from None
+        return {"kind": kind, "params": params}
+
+    @model_serializer(mode="plain")
+    def _flat(self, info: SerializationInfo) -> dict[str, Any]:
+        return {"kind": self.kind, **self.params.model_dump(mode=info.mode)}
+
+
+class BackboneBlock(AxisBlock):
+    axis: ClassVar[str] = "backbones"
+
+
+class MemoryBlock(AxisBlock):
+    axis: ClassVar[str] = "memory_placements"
+
+
+class RecurrenceBlock(AxisBlock):
+    axis: ClassVar[str] = "recurrences"
+
+
+class AttentionBlock(AxisBlock):
+    axis: ClassVar[str] = "attention_backends"
+
+
+class TaskBlock(AxisBlock):
+    axis: ClassVar[str] = "tasks"
+
+
+class SegmentConfig(Params):
+    """How a sequence is cut into segments.
+
+    last: what happens to a last partial segment of a sequence whose length is not a multiple of
+        ``length``: ``shorter`` processes it as a shorter segment with the same memory layout;
+        ``error`` rejects such sequences.
+    """
+
+    length: PositiveInt
+    last: Literal["shorter", "error"] = "shorter"
+
+
+class TrainConfig(Params):
+    lr: PositiveFloat = 1e-4
+    batch_size: PositiveInt = 32
+    steps: PositiveInt = 1000
+    grad_clip: PositiveFloat | None = 0.25
+
+
+class EvalConfig(Params):
+    batch_size: PositiveInt = 32
+    every: PositiveInt = 1000
+    max_batches: PositiveInt | None = None
+
+
+class ExperimentConfig(Params):
+    """One experiment: a component per axis plus segment, train and eval settings."""
+
+    backbone: BackboneBlock
+    memory: MemoryBlock = Field(default={"kind": "none"}, validate_default=True)
+    recurrence: RecurrenceBlock = Field(default={"kind": "none"}, validate_default=True)
+    attention: AttentionBlock = Field(default={"kind": "auto"}, validate_default=True)
+    task: TaskBlock | None = None
+    segment: SegmentConfig
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: NonNegativeInt = 0
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_registry(cls, data: Any, handler, info: ValidationInfo) -> ExperimentConfig:
+        registry = _registry(info)
+        token = _ACTIVE_REGISTRY.set(registry)
+        try:
+            config = handler(data)
+        finally:
+            _ACTIVE_REGISTRY.reset(token)
+        if isinstance(config, ExperimentConfig):
+            check_capabilities(config, registry)
+        return config
+
+    def content_hash(self) -> str:
+        """A stable hash of the config's content (results are keyed by it)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
+    """Reject combinations a component cannot support; the message names the field and what would work."""
+    backbone = registry.get("backbones", config.backbone.kind)
+    caps = backbone.capabilities_for(config.backbone.params)
+    placement = registry.get("memory_placements", config.memory.kind)
+    recurrence = registry.get("recurrences", config.recurrence.kind)
+    ok_placements = [p.name for p in registry.specs("memory_placements") if caps.causal or not p.requires_causal]
+    if placement.requires_causal and not caps.causal:
+        raise ConfigError(
+            f"memory.kind: {placement.name!r} needs a causal backbone and backbone {backbone.name!r} is "
+            f"bidirectional; allowed with it: {', '.join(ok_placements)}"
+        )
+    ok_recurrences = [
+        r.name
+        for r in registry.specs("recurrences")
+        if (placement.has_memory or not r.carries_memory) and (caps.accepts_cache or not r.uses_cache)
+    ]
+    if recurrence.carries_memory and not placement.has_memory:
+        with_memory = [p.name for p in registry.specs("memory_placements") if p.has_memory and p.name in ok_placements]
+        raise ConfigError(
+            f"recurrence.kind: {recurrence.name!r} carries memory between segments but memory.kind "
+            f"{placement.name!r} places no memory tokens; use memory.kind one of: {', '.join(with_memory)}, "
+            f"or recurrence.kind one of: {', '.join(ok_recurrences)}"
+        )
+    if recurrence.uses_cache and not caps.accepts_cache:
+        raise ConfigError(
+            f"recurrence.kind: {recurrence.name!r} needs a backbone that accepts a Transformer-XL cache and "
+            f"backbone {backbone.name!r} does not; allowed with it: {', '.join(ok_recurrences)}"
+        )
+    if config.task is not None:
+        task = registry.get("tasks", config.task.kind)
+        if task.vocab_size is not None:
+            need = task.vocab_size(config.task.params)
+            have = getattr(config.backbone.params, "vocab_size", None)
+            if have is not None and have < need:
+                raise ConfigError(
+                    f"backbone.vocab_size: {have} is smaller than task {task.name!r}'s vocabulary of {need}"
+                )
+
+
+# -- loading, overrides, dumping -------------------------------------------------------------------
+def load_config(
+    source: str | os.PathLike | Mapping[str, Any] | ExperimentConfig,
+    overrides: Sequence[str] = (),
+    *,
+    registry: Registry | None = None,
+) -> ExperimentConfig:
+    """Load and validate a config from a TOML/YAML/JSON file, a mapping or a config, plus overrides.
+
+    Overrides are dotted ``key.path=value`` strings; the value is read as JSON when it parses
+    (``3e-4``, ``true``, ``[1, 2]``, ``null``) and as a plain string otherwise.
+    """
+    if isinstance(source, ExperimentConfig):
+        data = source.model_dump(mode="json")
+    elif isinstance(source, Mapping):
+        data = json.loads(json.dumps(source))  # a deep copy we may mutate
+    else:
+        data = read_config_file(source)
+    for item in overrides:
+        apply_override(data, item)
+    registry = registry if registry is not None else Registry()
+    try:
+        return ExperimentConfig.model_validate(data, context={"registry": registry})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {str(path)!r}: unknown format {suffix!r}; use .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file {str(path)!r} is not valid {suffix[1:].upper()}: {detail}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table/mapping at top level")
+    return data
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.lr=3e-4)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def dump_config(config: ExperimentConfig, path: str | os.PathLike) -> Path:
+    """Write ``config`` as JSON or YAML (by suffix), atomically."""
+    path = Path(path)
+    data = config.model_dump(mode="json")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=False)
+    elif path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        raise ConfigError(f"dump path {str(path)!r}: use .json, .yaml or .yml")
+    atomic_write_text(path, text)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line: ``field.path: message`` for each error, joined by '; '."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        ctx = err.get("ctx") or {}
+        if err["type"] == "rmtzoo_block" and ctx.get("path"):
+            loc.append(ctx["path"])
+        # a whole-config (capability) error already names its field path
+        parts.append(f"{'.'.join(loc)}: {_message(err)}" if loc else _message(err, show_input=False))
+    return "config: " + "; ".join(parts)
+
+
+def _message(err: Mapping[str, Any], *, show_input: bool = True) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key (not a field of this block)"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if show_input and err["type"] not in {"missing", "rmtzoo_block"} and "input" in err:
+        got = repr(err["input"])
+        msg += f" (got {got if len(got) < 60 else got[:57] + '...'})"
+    return " ".join(msg.split())
+
+
+def config_json_schema(registry: Registry | None = None) -> dict[str, Any]:
+    """The JSON Schema of :class:`ExperimentConfig` with every registered component's parameters."""
+    from typing import Annotated, Union
+
+    from pydantic import create_model
+
+    registry = registry if registry is not None else Registry()
+
+    def union(axis: str):
+        variants = [
+            create_model(
+                f"{axis}__{spec.name}",
+                __base__=spec.params,
+                __doc__=spec.summary,
+                kind=(Literal[spec.name], ...),
+            )
+            for spec in registry.specs(axis)
+        ]
+        return Annotated[Union[tuple(variants)], Field(discriminator="kind")]  # noqa: UP007
+
+    fields: dict[str, Any] = {
+        "backbone": (union("backbones"), ...),
+        "memory": (union("memory_placements"), None),
+        "recurrence": (union("recurrences"), None),
+        "attention": (union("attention_backends"), None),
+        "segment": (SegmentConfig, ...),
+        "train": (TrainConfig, None),
+        "eval": (EvalConfig, None),
+        "seed": (NonNegativeInt, 0),
+    }
+    if registry.names("tasks"):
+        fields["task"] = (union("tasks") | None, None)
+    schema_model = create_model("ExperimentConfig", __base__=Params, **fields)
+    return schema_model.model_json_schema()

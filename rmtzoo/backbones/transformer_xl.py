@@ -1,0 +1,217 @@
+"""The paper's backbone: a Transformer-XL decoder (Dai et al. 2019), and its bidirectional encoder twin.
+
+Relative attention as in Transformer-XL (attn_type 0): sinusoidal relative encodings, global content
+and position biases shared by all layers, post-LayerNorm by default, ``d_head`` independent of
+``d_model / n_head``. The position term ``(q + r_r_bias) . R[i - j]`` enters the attention kernel as an
+additive bias, so any kernel that takes a bias (SDPA, xformers, eager) computes the same attention.
+
+Deviation from LM-RMT, on purpose: relative distances are signed. LM-RMT encodes distances
+klen-1 .. 0 and its ``_rel_shift`` hands keys to the *right* of a query (write memory reading later
+write memory, the encoder's bidirectional attention) wrapped-around values; here a key at distance
+``d < 0`` gets the sinusoid of ``d``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
+from torch import nn
+
+from rmtzoo._components import BackboneCapabilities, BackboneOutput, BackboneSpec, Params
+from rmtzoo._registry import hookimpl
+from rmtzoo.backbones._adaptive import AdaptiveSoftmaxHead
+
+
+class TransformerXLParams(Params):
+    """Sizes default to the paper's copy/reverse model (4 layers, 4 heads, d_model 128, d_head 64)."""
+
+    vocab_size: PositiveInt
+    n_layer: PositiveInt = 4
+    n_head: PositiveInt = 4
+    d_model: PositiveInt = 128
+    d_head: PositiveInt = 64
+    d_inner: PositiveInt = 256
+    dropout: NonNegativeFloat = Field(0.1, lt=1)
+    dropatt: NonNegativeFloat = Field(0.0, lt=1)
+    pre_lnorm: bool = False
+    tie_weights: bool = True
+    init_std: NonNegativeFloat = 0.02
+    adaptive_cutoffs: tuple[PositiveInt, ...] = ()
+
+    @model_validator(mode="after")
+    def _cutoffs(self):
+        c = self.adaptive_cutoffs
+        if c and (list(c) != sorted(set(c)) or c[-1] >= self.vocab_size):
+            raise ValueError(
+                f"adaptive_cutoffs must increase strictly and stay below vocab_size {self.vocab_size}, got {list(c)}"
+            )
+        if c and not self.tie_weights:
+            raise ValueError("adaptive_cutoffs needs tie_weights = true (the tails reuse the input embedding)")
+        return self
+
+
+class RelativeAttentionLayer(nn.Module):
+    """One Transformer-XL layer: relative multi-head attention and a position-wise feed-forward block."""
+
+    def __init__(self, p: TransformerXLParams, attention) -> None:
+        super().__init__()
+        h, dh, d = p.n_head, p.d_head, p.d_model
+        self.n_head, self.d_head, self.pre_lnorm = h, dh, p.pre_lnorm
+        self.attention, self.dropatt = attention, p.dropatt
+        self.qkv_net = nn.Linear(d, 3 * h * dh, bias=False)
+        self.r_net = nn.Linear(d, h * dh, bias=False)
+        self.o_net = nn.Linear(h * dh, d, bias=False)
+        self.attn_norm = nn.LayerNorm(d)
+        self.ff = nn.Sequential(
+            nn.Linear(d, p.d_inner), nn.ReLU(), nn.Dropout(p.dropout), nn.Linear(p.d_inner, d), nn.Dropout(p.dropout)
+        )
+        self.ff_norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(p.dropout)
+
+    def forward(self, x, *, cache, pos_emb, rel_index, r_w_bias, r_r_bias, mask):
+        b, s, _ = x.shape
+        h, dh = self.n_head, self.d_head
+        keys_in = x if cache is None else torch.cat([cache, x], dim=1)  # [B, K, D]
+        if self.pre_lnorm:
+            keys_in = self.attn_norm(keys_in)
+        q, k, v = self.qkv_net(keys_in).view(b, -1, 3, h, dh).unbind(2)  # 3 x [B, K, H, Dh]
+        q, k, v = q[:, -s:].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S|K, Dh]
+        r = self.r_net(pos_emb).view(-1, h, dh)  # [P, H, Dh]
+        scale = dh**-0.5
+        position = torch.einsum("bhqd,phd->bhqp", q + r_r_bias[:, None], r)  # [B, H, S, P]
+        bias = position.gather(-1, rel_index.expand(b, h, -1, -1)) * scale  # [B, H, S, K]
+        dropout_p = self.dropatt if self.training else 0.0
+        out = self.attention(q + r_w_bias[:, None], k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=scale)
+        out = self.drop(self.o_net(out.transpose(1, 2).reshape(b, s, h * dh)))  # [B, S, D]
+        if self.pre_lnorm:
+            x = x + out
+            return x + self.ff(self.ff_norm(x))
+        x = self.attn_norm(x + out)
+        return self.ff_norm(x + self.ff(x))
+
+
+class TransformerXL(nn.Module):
+    """Backbone protocol (see :class:`rmtzoo.BackboneSpec`) over relative-attention layers."""
+
+    def __init__(self, p: TransformerXLParams, *, attention, causal: bool = True) -> None:
+        super().__init__()
+        self.vocab_size, self.d_model, self.n_layer, self.causal = p.vocab_size, p.d_model, p.n_layer, causal
+        self.word_emb = nn.Embedding(p.vocab_size, p.d_model)
+        self.emb_scale = p.d_model**0.5
+        self.drop = nn.Dropout(p.dropout)
+        self.layers = nn.ModuleList(RelativeAttentionLayer(p, attention) for _ in range(p.n_layer))
+        self.r_w_bias = nn.Parameter(torch.zeros(p.n_head, p.d_head))
+        self.r_r_bias = nn.Parameter(torch.zeros(p.n_head, p.d_head))
+        self.register_buffer(
+            "inv_freq", 1.0 / (10000 ** (torch.arange(0.0, p.d_model, 2.0) / p.d_model)), persistent=False
+        )
+        if p.adaptive_cutoffs:
+            self.adaptive = AdaptiveSoftmaxHead(p.vocab_size, p.d_model, p.adaptive_cutoffs)
+            self.out = None
+        else:
+            self.adaptive = None
+            self.out = nn.Linear(p.d_model, p.vocab_size)
+            if p.tie_weights:
+                self.out.weight = self.word_emb.weight
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._init(p.init_std)
+
+    def _init(self, std: float) -> None:
+        for name, param in self.named_parameters():
+            if "norm" in name:
+                continue
+            if name.endswith("bias") and param.dim() == 1:
+                nn.init.zeros_(param)
+            else:
+                nn.init.normal_(param, 0.0, std)
+
+    # -- backbone protocol ------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.word_emb(ids) * self.emb_scale  # [B, T, D]
+
+    def forward(self, x: torch.Tensor, *, mask=None, cache=None) -> BackboneOutput:
+        """x [B, S, D], mask [S, C+S] bool or None, cache: n_layer x [B, C, D] -> hidden [B, S, D]."""
+        s = x.shape[1]
+        c = 0 if cache is None else cache[0].shape[1]
+        if mask is None and self.causal:
+            mask = torch.ones(s, c + s, dtype=torch.bool, device=x.device).tril(c)
+        pos_emb, rel_index = self._relative_tables(s, c, x.device, x.dtype)
+        pos_emb = self.drop(pos_emb)
+        hidden = self.drop(x)
+        layer_inputs = []
+        for i, layer in enumerate(self.layers):
+            layer_inputs.append(hidden)
+            hidden = layer(
+                hidden,
+                cache=None if cache is None or c == 0 else cache[i],
+                pos_emb=pos_emb,
+                rel_index=rel_index,
+                r_w_bias=self.r_w_bias,
+                r_r_bias=self.r_r_bias,
+                mask=mask,
+            )
+        return BackboneOutput(self.drop(hidden), layer_inputs)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [B, T, D] -> [B, T, V] (log-probabilities when the head is adaptive)."""
+        if self.adaptive is not None:
+            b, t, d = hidden.shape
+            return self.adaptive.log_probs(hidden.reshape(b * t, d), self.word_emb.weight).view(b, t, -1)
+        return self.out(hidden)
+
+    def nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden [B, T, D], targets [B, T] -> per-token negative log-likelihood [B, T] (float32)."""
+        b, t, d = hidden.shape
+        if self.adaptive is not None:
+            flat = self.adaptive.nll(hidden.reshape(b * t, d), targets.reshape(-1), self.word_emb.weight)
+        else:
+            flat = F.cross_entropy(self.out(hidden).float().view(b * t, -1), targets.reshape(-1), reduction="none")
+        return flat.view(b, t)
+
+    # -- relative positions -----------------------------------------------------------------------
+    def _relative_tables(self, s: int, c: int, device, dtype):
+        """Sinusoids for signed distances (C+S-1 .. -(S-1)) and, per (query, key), the row to read.
+
+        Built once per (S, C) and reused; query i sits at absolute position C+i, key j at j.
+        """
+        key = (s, c, str(device), dtype)
+        tables = self._tables.get(key)
+        if tables is None:
+            distances = torch.arange(c + s - 1, -s, -1.0, device=device)  # [P], P = C+2S-1
+            angles = distances[:, None] * self.inv_freq.to(device)[None]  # [P, D/2]
+            pos_emb = torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)  # [P, D]
+            i = torch.arange(s, device=device)[:, None]
+            j = torch.arange(c + s, device=device)[None]
+            rel_index = (s - 1 - i + j)[None, None]  # [1, 1, S, K]: row of distance (C+i)-j
+            tables = self._tables[key] = (pos_emb, rel_index)
+        return tables
+
+
+@hookimpl
+def rmtzoo_register_backbones(register):
+    tiny = {"vocab_size": 13, "n_layer": 2, "n_head": 2, "d_model": 16, "d_head": 8, "d_inner": 32, "dropout": 0.0}
+    register(
+        BackboneSpec(
+            name="transformer_xl",
+            summary="the paper's Transformer-XL decoder (relative positions, tied embeddings, adaptive softmax option)",
+            params=TransformerXLParams,
+            build=lambda p, *, attention: TransformerXL(p, attention=attention, causal=True),
+            capabilities=BackboneCapabilities(causal=True, accepts_cache=True),
+            test_params=tiny,
+        )
+    )
+    register(
+        BackboneSpec(
+            name="transformer_xl_encoder",
+            summary="bidirectional Transformer-XL encoder (relative positions) for shared-memory experiments",
+            params=TransformerXLParams,
+            build=lambda p, *, attention: TransformerXL(p, attention=attention, causal=False),
+            capabilities=BackboneCapabilities(causal=False, accepts_cache=False),
+            test_params=tiny,
+        )
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

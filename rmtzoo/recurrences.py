@@ -1,0 +1,86 @@
+"""Built-in recurrence modes: what is carried from one segment to the next.
+
+- ``none``: segments are independent (Baseline; Memory Transformer with memory reset per segment).
+- ``rmt``: the memory written by a segment is read by the next; with ``bptt_depth`` k, a segment's loss
+  backpropagates through exactly its last k memory transitions (truncated BPTT), and through all of them
+  when k is unset.
+- ``xl``: a per-layer, stop-gradient cache of the last ``cache_len`` layer inputs (Transformer-XL).
+- ``rmt_xl``: both (PAPER.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
+"""
+
+from __future__ import annotations
+
+from pydantic import NonNegativeInt, PositiveInt
+
+from rmtzoo._components import NoParams, Params, RecurrencePolicy, RecurrenceSpec
+from rmtzoo._registry import hookimpl
+
+
+class RmtParams(Params):
+    """bptt_depth: k previous segments a loss backpropagates through (None: all; 0: none)."""
+
+    bptt_depth: NonNegativeInt | None = None
+
+
+class XlParams(Params):
+    """cache_len: L, the number of past layer inputs each layer attends to."""
+
+    cache_len: PositiveInt = 150
+
+
+class RmtXlParams(RmtParams, XlParams):
+    """Both; memory_reads_cache: memory tokens attend to the cache (LM-RMT ``read_mem_from_cache``)."""
+
+    memory_reads_cache: bool = True
+
+
+@hookimpl
+def rmtzoo_register_recurrences(register):
+    register(
+        RecurrenceSpec(
+            name="none",
+            summary="segments processed independently (Baseline, Memory Transformer)",
+            params=NoParams,
+            build=lambda p: RecurrencePolicy(carries_memory=False),
+            carries_memory=False,
+            uses_cache=False,
+        )
+    )
+    register(
+        RecurrenceSpec(
+            name="rmt",
+            summary="RMT memory recurrence with BPTT depth k (all segments when unset)",
+            params=RmtParams,
+            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth),
+            carries_memory=True,
+            uses_cache=False,
+            test_params={"bptt_depth": 1},
+        )
+    )
+    register(
+        RecurrenceSpec(
+            name="xl",
+            summary="Transformer-XL stop-gradient cache of the last L hidden states per layer",
+            params=XlParams,
+            build=lambda p: RecurrencePolicy(carries_memory=False, cache_len=p.cache_len),
+            carries_memory=False,
+            uses_cache=True,
+            test_params={"cache_len": 3},
+        )
+    )
+    register(
+        RecurrenceSpec(
+            name="rmt_xl",
+            summary="RMT memory and a Transformer-XL cache together (Tr-XL + RMT)",
+            params=RmtXlParams,
+            build=lambda p: RecurrencePolicy(
+                carries_memory=True,
+                bptt_depth=p.bptt_depth,
+                cache_len=p.cache_len,
+                memory_reads_cache=p.memory_reads_cache,
+            ),
+            carries_memory=True,
+            uses_cache=True,
+            test_params={"cache_len": 3, "bptt_depth": 1},
+        )
+    )

@@ -1,0 +1,33 @@
+"""Shared fixtures. Hypothesis profiles: ``ci`` (small, derandomised; chosen when CI is set) and
+``dev`` (more examples). Pick one with HYPOTHESIS_PROFILE=ci|dev|thorough."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import rmtzoo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PLUGINS_DIR = FIXTURES / "plugins_dir"
+
+settings.register_profile(
+    "ci", max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def make_registry(**kwargs) -> rmtzoo.Registry:
+    """Built-ins, installed entry points, and the test-fixture plugin directory."""
+    kwargs.setdefault("plugins_dirs", [PLUGINS_DIR])
+    return rmtzoo.Registry(environ={}, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def registry() -> rmtzoo.Registry:
+    return make_registry()
