@@ -21,6 +21,7 @@ from rmtzoo._components import (
     PlacementSpec,
     RecurrencePolicy,
     RecurrenceSpec,
+    RunInfo,
     TaskSpec,
 )
 from rmtzoo._config import (
@@ -62,6 +63,7 @@ __all__ = [
     "RecurrentMemoryModel",
     "RecurrentState",
     "Registry",
+    "RunInfo",
     "RmtzooError",
     "SequenceOutput",
     "StepOutput",

@@ -186,3 +186,12 @@ class BackboneOutput(tuple):
     @property
     def layer_inputs(self):
         return self[1]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What observer hooks receive about a run: its directory, config and the config's content hash."""
+
+    run_dir: str
+    config: Any
+    config_hash: str

@@ -58,7 +58,7 @@ class AxisBlock(Params):
             data = data.model_dump()
         if not isinstance(data, Mapping):
             raise PydanticCustomError(
-                "rmtzoo_block", "must be a table like {{kind = NAME, ...}}, got {got}", {"got": repr(data)}
+                "rmtzoo_block", "must be a table like {kind = NAME, ...}, got {got}", {"got": repr(data)}
             )
         data = dict(data)
         if "params" in data and isinstance(data["params"], Params):
@@ -118,14 +118,41 @@ class SegmentConfig(Params):
     last: Literal["shorter", "error"] = "shorter"
 
 
+class CurriculumConfig(Params):
+    """Grow the number of segments a sample is cut into (the later RMT work's curriculum; not in the
+    NeurIPS paper): train with ``segments[0]``, move to the next count when validation accuracy reaches
+    ``advance_at``. Each count must tile the task's sample length."""
+
+    segments: tuple[PositiveInt, ...]
+    advance_at: float = Field(0.99, gt=0, le=1)
+
+
 class TrainConfig(Params):
+    """Defaults follow the paper's synthetic-task training (PAPER.md 2): Adam, constant lr halved on a
+    validation plateau, clip 0.25. Language modelling used cosine annealing (PAPER.md 3.1)."""
+
     lr: PositiveFloat = 1e-4
     batch_size: PositiveInt = 32
     steps: PositiveInt = 1000
     grad_clip: PositiveFloat | None = 0.25
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["plateau", "constant", "cosine", "linear"] = "plateau"
+    warmup_steps: NonNegativeInt = 0
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: NonNegativeInt = 8
+    min_lr: float = Field(1e-6, ge=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    log_every: PositiveInt = 50
+    checkpoint_every: PositiveInt | None = None
+    stop_at: float | None = Field(None, gt=0, le=1)
+    curriculum: CurriculumConfig | None = None
 
 
 class EvalConfig(Params):
+    """every: evaluate on the validation split every N steps (and keep the best checkpoint).
+    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (PAPER.md 2)."""
+
     batch_size: PositiveInt = 32
     every: PositiveInt = 1000
     max_batches: PositiveInt | None = None
@@ -234,9 +261,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
+    if suffix not in {".toml", ".yaml", ".yml", ".json"}:
+        raise ConfigError(f"config file {str(path)!r}: unknown format {suffix!r}; use .toml, .yaml, .yml or .json")
     try:
+        text = path.read_text(encoding="utf-8")
         if suffix == ".toml":
             try:
                 import tomllib
@@ -247,12 +276,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text)
-        elif suffix == ".json":
-            data = json.loads(text)
         else:
-            raise ConfigError(f"config file {str(path)!r}: unknown format {suffix!r}; use .toml, .yaml, .yml or .json")
-    except ConfigError:
-        raise
+            data = json.loads(text)
     except Exception as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(f"config file {str(path)!r} is not valid {suffix[1:].upper()}: {detail}") from None
@@ -357,12 +382,12 @@ def config_json_schema(registry: Registry | None = None) -> dict[str, Any]:
 
     fields: dict[str, Any] = {
         "backbone": (union("backbones"), ...),
-        "memory": (union("memory_placements"), None),
-        "recurrence": (union("recurrences"), None),
-        "attention": (union("attention_backends"), None),
+        "memory": (union("memory_placements"), {"kind": "none"}),
+        "recurrence": (union("recurrences"), {"kind": "none"}),
+        "attention": (union("attention_backends"), {"kind": "auto"}),
         "segment": (SegmentConfig, ...),
-        "train": (TrainConfig, None),
-        "eval": (EvalConfig, None),
+        "train": (TrainConfig, TrainConfig()),
+        "eval": (EvalConfig, EvalConfig()),
         "seed": (NonNegativeInt, 0),
     }
     if registry.names("tasks"):

@@ -96,8 +96,9 @@ class Registry:
 
         from rmtzoo import _builtins
 
-        for name, module in _builtins.PLUGINS:
-            self._add(module, name, "builtin", _own_version(), module.__name__)
+        for name, plugin in _builtins.PLUGINS:
+            location = f"{plugin.__module__}.{plugin.__name__}" if isinstance(plugin, type) else plugin.__name__
+            self._add(plugin() if isinstance(plugin, type) else plugin, name, "builtin", _own_version(), location)
         if entry_points:
             self._load_entry_points()
         for directory in dirs:
@@ -112,7 +113,14 @@ class Registry:
             raise DuplicateComponentError(
                 f"plugin name {name!r} is used twice: by {self._info[name][2]} and by {location}"
             )
-        self._pm.register(plugin, name=name)
+        try:
+            self._pm.register(plugin, name=name)
+            self._pm.check_pending()  # a misspelt hook name would otherwise be ignored silently
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            if self._pm.has_plugin(name):
+                self._pm.unregister(name=name)
+            detail = " ".join(str(exc).split())
+            raise RmtzooError(f"plugin {name!r} ({location}) is invalid: {detail}") from None
         self._info[name] = (source, version, location)
         self._entries = None
 
@@ -197,6 +205,8 @@ class Registry:
     def plugins(self) -> list[PluginInfo]:
         out = []
         for name, plugin in self._pm.list_name_plugin():
+            if plugin is None:  # blocked: pluggy keeps the name with no plugin
+                continue
             source, version, location = self._info[name]
             hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
             out.append(PluginInfo(name, source, version, location, hooks))

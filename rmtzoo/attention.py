@@ -21,7 +21,8 @@ def eager_attention(q, k, v, *, bias=None, mask=None, dropout_p=0.0, scale=None)
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    # softmax in at least float32: upcast half precision, but never round float64 down
+    probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return torch.matmul(probs, v)  # [B, H, Q, Dh]

@@ -7,6 +7,7 @@ import fnmatch
 import json
 import sys
 from importlib import resources
+from pathlib import Path
 
 from rmtzoo._errors import RmtzooError
 
@@ -39,6 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="validate a config and print it with its content hash")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
+
+    p = sub.add_parser("train", help="train a config (resumes from the run folder's latest checkpoint)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
+    p.add_argument("--run-dir", help="run folder (default: runs/TASK-HASH)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint (a run folder or a checkpoint folder)")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of a run folder")
+
+    p = sub.add_parser("generate", help="stream tokens from a checkpoint, carrying memory across segments")
+    p.add_argument("checkpoint")
+    p.add_argument("--prompt", help="text, encoded with the task's vocabulary (language-modelling tasks)")
+    p.add_argument("--ids", help="comma-separated token ids instead of --prompt")
+    p.add_argument("--max-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("demo", help="train a small RMT on an in-memory copy task (embedded default config)")
     p.add_argument("config", nargs="?", help="a config file (default: the embedded demo config)")
@@ -73,11 +93,15 @@ def _cmd_list(args) -> int:
 
     registry = _registry(args)
     axis, pattern = args.axis, args.pattern
-    if axis is not None and axis not in HOOK_OF_AXIS and axis not in AXIS_ALIASES and args.pattern == "*":
+    as_pattern = axis is not None and axis not in HOOK_OF_AXIS and axis not in AXIS_ALIASES and args.pattern == "*"
+    if as_pattern:
         axis, pattern = None, axis  # `rmtzoo list 'transformer*'`: a pattern over every axis
     axes = [canonical_axis(axis)] if axis else list(HOOK_OF_AXIS)
+    matched = {name: [s for s in registry.specs(name) if fnmatch.fnmatch(s.name, pattern)] for name in axes}
+    if as_pattern and not any(matched.values()):
+        canonical_axis(args.axis)  # matches no component either: report it as an unknown axis
     for name in axes:
-        specs = [s for s in registry.specs(name) if fnmatch.fnmatch(s.name, pattern)]
+        specs = matched[name]
         if not specs and axis is None:
             continue
         print(f"{name}:")
@@ -116,10 +140,82 @@ def _cmd_demo(args) -> int:
     from rmtzoo._config import load_config
     from rmtzoo._demo import run_demo
 
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config and not Path(args.config).exists():
+        overrides.insert(0, args.config)  # `rmtzoo demo train.steps=100`: overrides of the default
+        args.config = None
     source = args.config or resources.files("rmtzoo").joinpath("configs/demo.toml")
     registry = _registry(args)
-    config = load_config(str(source), args.overrides, registry=registry)
+    config = load_config(str(source), overrides, registry=registry)
     run_demo(config, registry=registry)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from rmtzoo._config import load_config
+    from rmtzoo.train import train
+
+    registry = _registry(args)
+    config = load_config(args.config, args.overrides, registry=registry)
+    run_dir = args.run_dir or f"runs/{config.task.kind if config.task else 'model'}-{config.content_hash()}"
+    print(f"run folder: {run_dir}")
+    train(config, run_dir, registry=registry, resume=not args.no_resume)
+    return 0
+
+
+def _load_run(args, which):
+    from rmtzoo._config import load_config
+    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model
+
+    folder = find_checkpoint(args.checkpoint, which=which) or find_checkpoint(args.checkpoint)
+    if folder is None:
+        raise RmtzooError(f"no checkpoint in {args.checkpoint!r} (expected a run folder or a checkpoint folder)")
+    registry = _registry(args)
+    config = load_config(folder / "config.json", registry=registry)
+    task = build_task(config, registry)
+    model = prepare_model(config, task, registry)
+    load_checkpoint(folder, model)
+    return folder, config, task, model
+
+
+def _cmd_eval(args) -> int:
+    from rmtzoo.train import make_autocast
+    from rmtzoo.train._eval import evaluate_samples, evaluate_stream
+
+    folder, config, task, model = _load_run(args, args.which)
+    fn = evaluate_samples if task.kind == "samples" else evaluate_stream
+    metrics = fn(model, task, args.split, batch_size=config.eval.batch_size, max_batches=config.eval.max_batches,
+                 autocast=make_autocast(config.train.precision, next(model.parameters()).device))
+    print(json.dumps({"checkpoint": str(folder), "split": args.split, **metrics}, indent=2))
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    import torch
+
+    from rmtzoo.train import generate
+
+    _, _, task, model = _load_run(args, "best")
+    if (args.prompt is None) == (args.ids is None):
+        raise RmtzooError("generate: give exactly one of --prompt TEXT or --ids 1,2,3")
+    if args.prompt is not None:
+        if not hasattr(task, "encode"):
+            raise RmtzooError(f"generate: task {task.name!r} has no text vocabulary; use --ids")
+        prompt = task.encode(args.prompt)
+    else:
+        try:
+            prompt = [int(x) for x in args.ids.split(",") if x.strip()]
+        except ValueError:
+            raise RmtzooError(f"--ids: expected comma-separated integers, got {args.ids!r}") from None
+    bad = [i for i in prompt if not 0 <= i < model.vocab_size]
+    if bad:
+        raise RmtzooError(f"--ids: token id {bad[0]} is outside the vocabulary [0, {model.vocab_size})")
+    gen = torch.Generator().manual_seed(args.seed)
+    for token in generate(model, prompt, args.max_tokens, temperature=args.temperature, generator=gen):
+        piece = task.decode([token]) + " " if hasattr(task, "decode") else f"{token} "
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
     return 0
 
 
@@ -129,6 +225,9 @@ _COMMANDS = {
     "schema": _cmd_schema,
     "config": _cmd_config,
     "demo": _cmd_demo,
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "generate": _cmd_generate,
 }
 
 if __name__ == "__main__":

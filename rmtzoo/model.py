@@ -102,7 +102,7 @@ class RecurrentMemoryModel(nn.Module):
         if policy.cache_len:
             cache_out = tuple(
                 (x if old is None else torch.cat([old, x], dim=1))[:, -policy.cache_len :].detach()  # [B, C', D]
-                for old, x in zip(state.cache or (None,) * len(layer_inputs), layer_inputs)
+                for old, x in zip(state.cache or (None,) * len(layer_inputs), layer_inputs, strict=True)
             )
         window = state.window
         if policy.carries_memory and policy.bptt_depth:
@@ -177,7 +177,12 @@ class RecurrentMemoryModel(nn.Module):
             outputs.append(out.logits if return_logits else out.hidden)
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
-    forward = forward_sequence
+    def forward(self, ids, state=None, *, step: bool = False, return_logits: bool = True):
+        """``forward_sequence`` (or ``step`` with ``step=True``), so wrappers such as DDP that only
+        intercept ``forward`` see every call."""
+        if step:
+            return self.step(ids, state, return_logits=return_logits)
+        return self.forward_sequence(ids, state, return_logits=return_logits)
 
     # -- input checks -----------------------------------------------------------------------------
     def _check_ids(self, ids, state: RecurrentState) -> torch.Tensor:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 import rmtzoo
@@ -31,3 +32,7 @@ def make_registry(**kwargs) -> rmtzoo.Registry:
 @pytest.fixture(scope="session")
 def registry() -> rmtzoo.Registry:
     return make_registry()
+
+
+# Tiny models run faster on one thread, and the suite stays predictable on a shared 2-core machine.
+torch.set_num_threads(1)

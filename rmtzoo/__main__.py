@@ -1,0 +1,3 @@
+from rmtzoo.cli import main
+
+raise SystemExit(main())
