@@ -1,11 +1,19 @@
-"""The built-in plugins, registered through the same hooks as third-party ones (name, module)."""
+"""The built-in plugins, registered through the same hooks as third-party ones: (name, module or class).
+A class is instantiated afresh for every Registry, so a plugin with state (a logger) never leaks
+between registries."""
 
 from rmtzoo import attention, placements, recurrences
 from rmtzoo.backbones import transformer_xl
+from rmtzoo.tasks import lm, samples
+from rmtzoo.train import _loggers
 
 PLUGINS = [
     ("rmtzoo.backbones", transformer_xl),
     ("rmtzoo.placements", placements),
     ("rmtzoo.recurrences", recurrences),
     ("rmtzoo.attention", attention),
+    ("rmtzoo.tasks.samples", samples),
+    ("rmtzoo.tasks.lm", lm),
+    ("rmtzoo.loggers.jsonl", _loggers.JsonlLogger),
+    ("rmtzoo.loggers.tensorboard", _loggers.TensorBoardLogger),
 ]

@@ -1,0 +1,1 @@
+"""Task data for rmtzoo: pure generators for the paper's algorithmic tasks (``synthetic``)."""

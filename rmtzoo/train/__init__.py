@@ -1,0 +1,18 @@
+"""Training, evaluation and generation."""
+
+from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from rmtzoo.train._generate import generate
+from rmtzoo.train._loop import Trainer, TrainingDiverged, build_task, make_autocast, prepare_model, train
+
+__all__ = [
+    "Trainer",
+    "TrainingDiverged",
+    "build_task",
+    "find_checkpoint",
+    "generate",
+    "load_checkpoint",
+    "make_autocast",
+    "prepare_model",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,90 @@
+"""Evaluation: per-character accuracy with greedy decoding (no teacher forcing) when the answer spans
+segments, exact-answer accuracy, and perplexity / bits per character over a whole evaluation stream."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+@torch.no_grad()
+def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> torch.Tensor:
+    """Predictions ``[B, T]`` where every input after ``answer_start`` is the model's own previous
+    prediction (PAPER.md 2, metric): segments before the answer run as given; inside an answer segment
+    tokens are generated one by one from the state the segment started with; the memory and cache are
+    updated once the whole generated segment exists."""
+    ids = input_ids.clone()
+    b, t = ids.shape
+    preds = torch.full((b, t), IGNORE_INDEX, dtype=torch.long, device=ids.device)
+    state = model.initial_state(b)
+    for start in range(0, t, model.segment_length):
+        end = min(start + model.segment_length, t)
+        if end > answer_start:
+            for p in range(max(start, answer_start), end):
+                out, _ = model.step(ids[:, start : p + 1], state)
+                preds[:, p] = out.logits[:, -1].argmax(-1)
+                if p + 1 < t:
+                    ids[:, p + 1] = preds[:, p]  # feed the prediction back
+        out, state = model.step(ids[:, start:end], state)
+        if start < answer_start:  # positions before the answer: teacher-forced argmax
+            stop = min(end, answer_start)
+            preds[:, start:stop] = out.logits[:, : stop - start].argmax(-1)
+    return preds
+
+
+@torch.no_grad()
+def evaluate_samples(model, task, split: str, *, batch_size: int, max_batches: int | None, autocast) -> dict:
+    """Teacher-forced loss and the task's accuracy over (the first ``max_batches`` batches of) a split."""
+    model.eval()
+    inputs, labels = task.tensors(split)
+    device = next(model.parameters()).device
+    greedy = task.answer_length >= model.segment_length
+    total_loss = total_tokens = correct = counted = exact = samples = 0
+    n_batches = math.ceil(len(inputs) / batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    for i in range(n_batches):
+        x = inputs[i * batch_size : (i + 1) * batch_size].to(device)
+        y = labels[i * batch_size : (i + 1) * batch_size].to(device)
+        with autocast():
+            logits = model.forward_sequence(x).logits.float()  # [B, T, V]
+            pred = greedy_predictions(model, x, task.answer_start) if greedy else logits.argmax(-1)
+        mask = y != IGNORE_INDEX
+        total_loss += F.cross_entropy(logits[mask], y[mask], reduction="sum").item()
+        total_tokens += int(mask.sum())
+        answer = mask.clone()
+        answer[:, : task.answer_start] = False
+        hit = (pred == y) & answer
+        correct += int(hit.sum())
+        counted += int(answer.sum())
+        exact += int((hit == answer).all(dim=1).sum())
+        samples += len(x)
+    accuracy = exact / samples if task.metric == "exact_match" else correct / max(counted, 1)
+    return {"loss": total_loss / max(total_tokens, 1), "accuracy": accuracy, "samples": samples,
+            "decoding": "greedy" if greedy else "teacher_forced"}
+
+
+@torch.no_grad()
+def evaluate_stream(model, task, split: str, *, batch_size: int, max_batches: int | None, autocast) -> dict:
+    """Mean NLL over the whole split cut into ``batch_size`` ordered streams; state carried throughout."""
+    from rmtzoo.tasks.lm import ordered_streams, stream_metric, stream_segments
+
+    model.eval()
+    device = next(model.parameters()).device
+    streams = ordered_streams(task.tokens(split), batch_size).to(device)
+    state = model.initial_state(streams.shape[0])
+    total_nll, total_tokens = 0.0, 0
+    for i, (x, y) in enumerate(stream_segments(streams, model.segment_length)):
+        if max_batches is not None and i >= max_batches:
+            break
+        with autocast():
+            out, state = model.step(x, state, return_logits=False)
+            nll = model.backbone.nll(out.hidden, y)  # [B, T]
+        total_nll += float(nll.sum())
+        total_tokens += nll.numel()
+    mean = total_nll / max(total_tokens, 1)
+    return {"loss": mean, task.metric: stream_metric(total_nll, total_tokens, task.metric), "tokens": total_tokens}

@@ -1,0 +1,91 @@
+"""Built-in run loggers, registered through the observer hooks like any third-party logger:
+``metrics.jsonl`` in the run folder always, TensorBoard event files when tensorboard is installed."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from rmtzoo._registry import hookimpl
+
+
+class JsonlLogger:
+    """One JSON object per line: ``{"step": N, "time": T, "train/loss": ...}``."""
+
+    @hookimpl
+    def rmtzoo_run_started(self, run):
+        Path(run.run_dir).mkdir(parents=True, exist_ok=True)
+        self._write(run, {"event": "started", "config_hash": run.config_hash})
+
+    @hookimpl
+    def rmtzoo_metrics_logged(self, run, step, metrics):
+        self._write(run, {"step": step, **metrics})
+
+    @hookimpl
+    def rmtzoo_run_finished(self, run, status, metrics):
+        self._write(run, {"event": "finished", "status": status, **metrics})
+
+    @staticmethod
+    def _write(run, record):
+        with open(Path(run.run_dir) / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+
+class TensorBoardLogger:
+    """Active only when ``torch.utils.tensorboard`` can be imported (the ``tensorboard`` package)."""
+
+    def __init__(self) -> None:
+        self._writers = {}
+
+    def _writer(self, run):
+        if run.run_dir not in self._writers:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._writers[run.run_dir] = None
+            else:
+                self._writers[run.run_dir] = SummaryWriter(str(Path(run.run_dir) / "tensorboard"))
+        return self._writers[run.run_dir]
+
+    @hookimpl
+    def rmtzoo_metrics_logged(self, run, step, metrics):
+        writer = self._writer(run)
+        if writer is not None:
+            for key, value in metrics.items():
+                writer.add_scalar(key, value, step)
+
+    @hookimpl
+    def rmtzoo_run_finished(self, run, status, metrics):
+        writer = self._writers.pop(run.run_dir, None)
+        if writer is not None:
+            writer.close()
+
+
+class Progress:
+    """A one-line progress bar on a terminal; plain lines every ``every`` steps otherwise."""
+
+    def __init__(self, total: int, *, every: int, stream=None) -> None:
+        self.total, self.every = total, every
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def update(self, step: int, loss: float, tokens_per_s: float) -> None:
+        line = f"step {step}/{self.total}  loss {loss:.4f}  tokens/s {tokens_per_s:,.0f}"
+        if self.tty:
+            width = 24
+            done = int(width * step / self.total)
+            self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {line}   ")
+            self.stream.flush()
+        elif step % self.every == 0 or step == self.total:
+            print(line, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")

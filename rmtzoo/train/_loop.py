@@ -1,0 +1,333 @@
+"""The trainer: one loop for sample tasks (memory starts fresh per sample, full BPTT inside a sample)
+and stream tasks (Transformer-XL's ordered iterator; memory and cache carried across steps, truncated
+BPTT of depth k through the model's replay window).
+
+Runs the same under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU): each process takes its rows of the
+global batch, and a rank-0-only side writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rmtzoo._build import build_model
+from rmtzoo._components import RunInfo
+from rmtzoo._config import ExperimentConfig, atomic_write_text
+from rmtzoo._errors import ConfigError, RmtzooError
+from rmtzoo._registry import Registry
+from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from rmtzoo.train._eval import IGNORE_INDEX, evaluate_samples, evaluate_stream
+from rmtzoo.train._loggers import Progress
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def build_task(config: ExperimentConfig, registry: Registry):
+    if config.task is None:
+        raise ConfigError("task: a task block is required to train or evaluate (e.g. [task] kind = \"copy\")")
+    return registry.get("tasks", config.task.kind).build(config.task.params)
+
+
+def prepare_model(config: ExperimentConfig, task, registry: Registry, *, n_segments: int | None = None):
+    """Build the model and fit it to the task: vocabulary and segment length checked before training."""
+    model = build_model(config, registry=registry)
+    if model.vocab_size < task.vocab_size:
+        raise ConfigError(f"backbone.vocab_size: {model.vocab_size} is smaller than task {task.name!r}'s {task.vocab_size}")
+    if task.kind == "samples":
+        length = task.sequence_length // n_segments if n_segments else config.segment.length
+        try:
+            model.segment_length = task.segment_length_for(length)
+        except ValueError as exc:
+            divisors = [d for d in range(1, task.sequence_length + 1) if task.sequence_length % d == 0]
+            raise ConfigError(
+                f"segment.length: {exc}; {task.name} samples have {task.sequence_length} tokens, use one of "
+                f"{divisors} or task.segmenting = 'lm_rmt_chunk'"
+            ) from None
+    return model
+
+
+def make_autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def _lr_lambda(cfg):
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        progress = min(1.0, step / cfg.steps)
+        if cfg.schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.schedule == "linear":
+            return warm * (1 - progress)
+        return warm
+
+    return factor
+
+
+class Trainer:
+    def __init__(self, config: ExperimentConfig, run_dir, *, registry: Registry | None = None, log=print) -> None:
+        self.config, self.run_dir, self.log = config, Path(run_dir), log
+        self.registry = registry if registry is not None else Registry()
+        self.task = build_task(config, self.registry)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if config.train.batch_size % self.world:
+            raise ConfigError(f"train.batch_size: {config.train.batch_size} must divide evenly over {self.world} processes")
+        self.curriculum_index = 0
+        curriculum = config.train.curriculum
+        if curriculum is not None and self.task.kind != "samples":
+            raise ConfigError("train.curriculum: only sample tasks grow their number of segments")
+        self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+        self.model.to(self.device)
+        self.autocast = make_autocast(config.train.precision, self.device)
+        self.run = RunInfo(str(self.run_dir), config, config.content_hash())
+        t = config.train
+        opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(t))
+        self.plateau = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr
+            )
+            if t.schedule == "plateau"
+            else None
+        )
+        self.scaler = torch.amp.GradScaler(enabled=t.precision == "fp16" and self.device.type == "cuda")
+        self.step = 0
+        self.best = math.inf
+        self.stream_state = None  # carried memory/cache for stream tasks
+        self.stream_pos = 0
+        self.ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _curriculum_segments(self) -> int | None:
+        c = self.config.train.curriculum
+        return None if c is None else c.segments[self.curriculum_index]
+
+    def _forward(self, ids, state=None, *, step=False, return_logits=True):
+        module = self.ddp if self.ddp is not None else self.model
+        return module(ids, state, step=step, return_logits=return_logits)
+
+    def _rows(self, tensor):
+        """This process's rows of a global batch."""
+        per = tensor.shape[0] // self.world
+        return tensor[self.rank * per : (self.rank + 1) * per]
+
+    def _sample_batch(self, step: int):
+        inputs, labels = self.train_tensors
+        b = self.config.train.batch_size
+        per_epoch = max(1, len(inputs) // b)
+        epoch, i = divmod(step, per_epoch)
+        if getattr(self, "_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._perm, self._epoch = torch.randperm(len(inputs), generator=g), epoch
+        idx = self._perm[i * b : (i + 1) * b]
+        return self._rows(inputs[idx]).to(self.device), self._rows(labels[idx]).to(self.device)
+
+    def _stream_batch(self):
+        from rmtzoo.tasks.lm import ordered_streams
+
+        if not hasattr(self, "_streams"):
+            self._streams = self._rows(ordered_streams(self.task.tokens("train"), self.config.train.batch_size))
+        length = self.model.segment_length
+        if self.stream_pos + length + 1 > self._streams.shape[1]:
+            self.stream_pos, self.stream_state = 0, None  # a new pass over the corpus starts fresh
+        chunk = self._streams[:, self.stream_pos : self.stream_pos + length + 1].to(self.device)
+        self.stream_pos += length
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def _loss(self):
+        if self.task.kind == "samples":
+            x, y = self._sample_batch(self.step)
+            with self.autocast():
+                logits = self._forward(x).logits  # [B, T, V]
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
+            return loss, x.numel()
+        x, y = self._stream_batch()
+        state = self.stream_state or self.model.initial_state(x.shape[0])
+        with self.autocast():
+            out, state = self._forward(x, state, step=True, return_logits=False)
+            loss = self.model.backbone.nll(out.hidden, y).mean()
+        self.stream_state = state.detach()  # BPTT-k reaches further back only through the replay window
+        return loss, x.numel()
+
+    def evaluate(self, split: str) -> dict:
+        ev = self.config.eval
+        fn = evaluate_samples if self.task.kind == "samples" else evaluate_stream
+        metrics = fn(self.model, self.task, split, batch_size=ev.batch_size, max_batches=ev.max_batches, autocast=self.autocast)
+        self.model.train()
+        return metrics
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _trainer_state(self) -> dict:
+        return {
+            "step": self.step,
+            "best": self.best,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "plateau": self.plateau.state_dict() if self.plateau else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "stream_pos": self.stream_pos,
+            "stream_state": self.stream_state,
+            "curriculum_index": self.curriculum_index,
+            "config_hash": self.run.config_hash,
+        }
+
+    def save(self, *, best: bool = False) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.run_dir, self.step, model=self.model, trainer_state=self._trainer_state(),
+                        config_json=json.dumps(self.config.model_dump(mode="json"), indent=2), best=best)
+
+    def resume(self) -> bool:
+        folder = find_checkpoint(self.run_dir)
+        if folder is None:
+            return False
+        state = load_checkpoint(folder, self.model, map_location=self.device)
+        if state["config_hash"] != self.run.config_hash:
+            raise RmtzooError(f"run folder {str(self.run_dir)!r} holds a run of another config "
+                              f"({state['config_hash']}, this is {self.run.config_hash}); use a new --run-dir")
+        if state["curriculum_index"] != self.curriculum_index:
+            self.curriculum_index = state["curriculum_index"]
+            self.model.segment_length = self.task.segment_length_for(self.task.sequence_length // self._curriculum_segments())
+        self.step, self.best = state["step"], state["best"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.stream_pos, self.stream_state = state["stream_pos"], state["stream_state"]
+        self.log(f"resumed from {folder} at step {self.step}")
+        return True
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self, *, resume: bool = True) -> dict:
+        cfg = self.config.train
+        if self.task.kind == "samples":
+            self.train_tensors = self.task.tensors("train")
+        torch.manual_seed(self.config.seed + self.rank)
+        random.seed(self.config.seed)
+        if not (resume and self.resume()) and self.rank == 0:
+            self.registry.hook.rmtzoo_run_started(run=self.run)
+        progress = Progress(cfg.steps, every=cfg.log_every)
+        every = cfg.checkpoint_every or self.config.eval.every
+        self.model.train()
+        started, tokens, status = time.perf_counter(), 0, "failed"
+        try:
+            while self.step < cfg.steps:
+                loss, n = self._loss()
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {self.step + 1}; stopped, the last good checkpoint "
+                        f"in {self.run_dir / 'checkpoints'} is intact (try a lower train.lr or train.grad_clip)"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.plateau is None or self.step < cfg.warmup_steps:
+                    # LambdaLR sets lr = base * factor, which would undo the plateau's reductions:
+                    # under the plateau schedule it only runs the warmup.
+                    self.schedule.step()
+                self.step += 1
+                tokens += n * self.world
+                if self.rank == 0:
+                    rate = tokens / (time.perf_counter() - started)
+                    progress.update(self.step, loss.item(), rate)
+                    if self.step % cfg.log_every == 0:
+                        self.registry.hook.rmtzoo_metrics_logged(run=self.run, step=self.step, metrics={
+                            "train/loss": loss.item(), "train/lr": self.optimizer.param_groups[0]["lr"],
+                            "train/tokens_per_s": rate})
+                if self.step % self.config.eval.every == 0 or self.step == cfg.steps:
+                    if self._validate(progress):
+                        break
+                elif self.step % every == 0:
+                    self.save()
+            progress.close()
+            results = self._test()
+            status = "completed"
+            return results
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if self.rank == 0:
+                self.registry.hook.rmtzoo_run_finished(run=self.run, status=status, metrics={})
+
+    def _validate(self, progress) -> bool:
+        """Evaluate, keep the best checkpoint, step the plateau schedule; True to stop early."""
+        metrics = self.evaluate("valid")
+        key = "accuracy" if self.task.kind == "samples" else self.task.metric
+        improved = metrics["loss"] < self.best
+        if improved:
+            self.best = metrics["loss"]
+        if self.plateau is not None:
+            self.plateau.step(metrics["loss"])
+        c = self.config.train.curriculum
+        advance = c is not None and metrics["accuracy"] >= c.advance_at and self.curriculum_index + 1 < len(c.segments)
+        if advance:  # before saving, so that a run resumed from this checkpoint goes on at the new stage
+            self.curriculum_index += 1
+            self.model.segment_length = self.task.segment_length_for(self.task.sequence_length // self._curriculum_segments())
+            self.best = math.inf  # a new segment count is a new problem
+        self.save(best=improved)
+        if self.rank == 0:
+            progress.message(f"step {self.step}: valid loss {metrics['loss']:.4f}  {key} {metrics[key]:.4f}")
+            self.registry.hook.rmtzoo_metrics_logged(
+                run=self.run, step=self.step, metrics={f"valid/{k}": v for k, v in metrics.items() if isinstance(v, float)})
+        if advance:
+            if self.rank == 0:
+                progress.message(f"curriculum: now {self._curriculum_segments()} segments")
+            return False
+        at_last_stage = c is None or self.curriculum_index + 1 == len(c.segments)
+        stop = self.config.train.stop_at
+        return bool(stop is not None and at_last_stage and metrics.get("accuracy", 0.0) >= stop)
+
+    def _test(self) -> dict:
+        folder = find_checkpoint(self.run_dir, which="best") or find_checkpoint(self.run_dir)
+        if folder is not None:
+            load_checkpoint(folder, self.model, map_location=self.device)
+        metrics = {f"test/{k}": v for k, v in self.evaluate("test").items()}
+        metrics["step"] = self.step
+        if self.rank == 0:
+            atomic_write_text(self.run_dir / "results.json", json.dumps(metrics, indent=2) + "\n")
+            self.log("test: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+        return metrics
+
+
+def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True, log=print) -> dict:
+    """Train ``config`` in ``run_dir`` (resuming from its latest checkpoint) and return test metrics."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        return Trainer(config, run_dir, registry=registry, log=log).fit(resume=resume)
+    finally:
+        if distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
