@@ -20,15 +20,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USER_ERROR)
 
 
+def _plugin_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
+    """The plugin switches, accepted before and after the command (``rmtzoo plugins --block X``)."""
+    default = (lambda value: argparse.SUPPRESS) if sub else (lambda value: value)
+    parser.add_argument("--plugins-dir", action="append", default=default([]), metavar="DIR",
+                        help="load plugins from the .py files and packages in DIR (repeatable; also RMTZOO_PLUGINS_DIR)")
+    parser.add_argument("--no-entry-points", action="store_true", default=default(False),
+                        help="do not load installed plugins (also RMTZOO_DISABLE_PLUGIN_AUTOLOAD=1)")
+    parser.add_argument("--block", action="append", default=default([]), metavar="NAME",
+                        help="do not load the plugin NAME (repeatable; also RMTZOO_BLOCK_PLUGINS=a,b)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rmtzoo", description="Recurrent Memory Transformer components, composed from configs.")
-    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
-                        help="load plugins from the .py files and packages in DIR (repeatable; also RMTZOO_PLUGINS_DIR)")
-    parser.add_argument("--no-entry-points", action="store_true",
-                        help="do not load installed plugins (also RMTZOO_DISABLE_PLUGIN_AUTOLOAD=1)")
-    parser.add_argument("--block", action="append", default=[], metavar="NAME",
-                        help="do not load the plugin NAME (repeatable; also RMTZOO_BLOCK_PLUGINS=a,b)")
+    _plugin_options(parser, sub=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _plugin_options(common, sub=True)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda name, **kw: _add(name, parents=[common], **kw)
 
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("axis", nargs="?", help="backbones, memory_placements, recurrences, attention_backends, tasks, benchmarks")
@@ -51,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of a run folder")
+    p.add_argument("--max-batches", type=int, default=None,
+                   help="evaluate at most N batches (default: the config's eval.max_batches; 0: the whole split)")
 
     p = sub.add_parser("generate", help="stream tokens from a checkpoint, carrying memory across segments")
     p.add_argument("checkpoint")
@@ -114,9 +126,11 @@ def _cmd_list(args) -> int:
 
 def _cmd_plugins(args) -> int:
     registry = _registry(args)
-    for info in registry.plugins():
-        print(f"{info.name:<22} {info.version:<10} {info.source:<12} {info.location}")
-        print(f"{'':<22} hooks: {', '.join(info.hooks) or '-'}")
+    infos = registry.plugins()
+    width = max((len(i.name) for i in infos), default=0) + 2
+    for info in infos:
+        print(f"{info.name:<{width}} {info.version:<10} {info.source:<12} {info.location}")
+        print(f"{'':<{width}} hooks: {', '.join(info.hooks) or '-'}")
     return 0
 
 
@@ -174,7 +188,10 @@ def _load_run(args, which):
     config = load_config(folder / "config.json", registry=registry)
     task = build_task(config, registry)
     model = prepare_model(config, task, registry)
-    load_checkpoint(folder, model)
+    state = load_checkpoint(folder, model)
+    if config.train.curriculum is not None:  # the segment count the checkpoint was trained at
+        n_segments = config.train.curriculum.segments[state["curriculum_index"]]
+        model.segment_length = task.segment_length_for(task.sequence_length // n_segments)
     return folder, config, task, model
 
 
@@ -184,7 +201,10 @@ def _cmd_eval(args) -> int:
 
     folder, config, task, model = _load_run(args, args.which)
     fn = evaluate_samples if task.kind == "samples" else evaluate_stream
-    metrics = fn(model, task, args.split, batch_size=config.eval.batch_size, max_batches=config.eval.max_batches,
+    max_batches = config.eval.max_batches if args.max_batches is None else (args.max_batches or None)
+    if max_batches is not None and max_batches < 0:
+        raise RmtzooError(f"--max-batches: expected 0 (whole split) or a positive count, got {args.max_batches}")
+    metrics = fn(model, task, args.split, batch_size=config.eval.batch_size, max_batches=max_batches,
                  autocast=make_autocast(config.train.precision, next(model.parameters()).device))
     print(json.dumps({"checkpoint": str(folder), "split": args.split, **metrics}, indent=2))
     return 0

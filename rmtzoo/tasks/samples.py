@@ -98,8 +98,14 @@ class SampleTask:
                 columns = {"input_ids": [s.input_ids for s in samples], "labels": [s.labels for s in samples]}
                 datasets.Dataset.from_dict(columns).save_to_disk(str(tmp / name))
             (tmp / "complete").write_text("ok\n")
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)  # readers see a whole cache or none
+            if not (folder / "complete").exists():  # never delete a whole cache another process may be reading
+                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                os.replace(tmp, folder)  # readers see a whole cache or none
+            except OSError:  # another process (a DDP rank) put the same cache in place first
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not (folder / "complete").exists():
+                    raise
         ds = datasets.load_from_disk(str(folder / split))
         self._cache[split] = ds
         return ds

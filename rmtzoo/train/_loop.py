@@ -271,6 +271,8 @@ class Trainer:
                 elif self.step % every == 0:
                     self.save()
             progress.close()
+            if self.ddp is not None:  # rank 0's last checkpoint (and pruning) is done before any rank reads one
+                torch.distributed.barrier()
             results = self._test()
             status = "completed"
             return results
