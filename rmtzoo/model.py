@@ -49,11 +49,13 @@ class RecurrentState:
 @dataclass(frozen=True)
 class StepOutput:
     """logits ``[B, T, V]`` (None when not asked for), hidden ``[B, T, D]`` at the segment positions,
-    and ``written`` memory ``[B, M, D]`` (None without memory tokens)."""
+    ``written`` memory ``[B, M, D]`` (None without memory tokens), and ``nll [B, T]`` when targets were
+    given (computed inside ``forward`` so wrappers such as DDP see every parameter use)."""
 
     logits: torch.Tensor | None
     hidden: torch.Tensor
     written: torch.Tensor | None
+    nll: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class RecurrentMemoryModel(nn.Module):
 
     # -- one segment ------------------------------------------------------------------------------
     def step(
-        self, segment_ids: torch.Tensor, state: RecurrentState, *, return_logits: bool = True
+        self, segment_ids: torch.Tensor, state: RecurrentState, *, return_logits: bool = True, targets=None
     ) -> tuple[StepOutput, RecurrentState]:
         """Process one segment ``[B, T]`` (T <= segment length) from ``state``; return its output and
         the state for the next segment."""
@@ -109,8 +111,9 @@ class RecurrentMemoryModel(nn.Module):
             started = PastSegment(segment_ids, memory_in.detach(), state.cache)
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
+        nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
         new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1)
-        return StepOutput(logits, hidden, written), new_state
+        return StepOutput(logits, hidden, written, nll), new_state
 
     def _memory_to_read(self, state: RecurrentState) -> torch.Tensor | None:
         """The memory this segment reads, with gradient through exactly ``bptt_depth`` transitions.
@@ -177,11 +180,11 @@ class RecurrentMemoryModel(nn.Module):
             outputs.append(out.logits if return_logits else out.hidden)
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
-    def forward(self, ids, state=None, *, step: bool = False, return_logits: bool = True):
+    def forward(self, ids, state=None, *, step: bool = False, return_logits: bool = True, targets=None):
         """``forward_sequence`` (or ``step`` with ``step=True``), so wrappers such as DDP that only
         intercept ``forward`` see every call."""
         if step:
-            return self.step(ids, state, return_logits=return_logits)
+            return self.step(ids, state, return_logits=return_logits, targets=targets)
         return self.forward_sequence(ids, state, return_logits=return_logits)
 
     # -- input checks -----------------------------------------------------------------------------

@@ -115,16 +115,18 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(self.model)
+            # In a stream, once BPTT-k's window has slid past the first segment the learned initial memory
+            # gets no gradient, so DDP must look for unused parameters there.
+            self.ddp = DistributedDataParallel(self.model, find_unused_parameters=self.task.kind == "stream")
 
     # -- helpers ----------------------------------------------------------------------------------
     def _curriculum_segments(self) -> int | None:
         c = self.config.train.curriculum
         return None if c is None else c.segments[self.curriculum_index]
 
-    def _forward(self, ids, state=None, *, step=False, return_logits=True):
+    def _forward(self, ids, state=None, **kwargs):
         module = self.ddp if self.ddp is not None else self.model
-        return module(ids, state, step=step, return_logits=return_logits)
+        return module(ids, state, **kwargs)
 
     def _rows(self, tensor):
         """This process's rows of a global batch."""
@@ -164,8 +166,8 @@ class Trainer:
         x, y = self._stream_batch()
         state = self.stream_state or self.model.initial_state(x.shape[0])
         with self.autocast():
-            out, state = self._forward(x, state, step=True, return_logits=False)
-            loss = self.model.backbone.nll(out.hidden, y).mean()
+            out, state = self._forward(x, state, step=True, return_logits=False, targets=y)
+            loss = out.nll.mean()
         self.stream_state = state.detach()  # BPTT-k reaches further back only through the replay window
         return loss, x.numel()
 
