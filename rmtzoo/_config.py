@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from rmtzoo._components import Params
 from rmtzoo._errors import ConfigError, UnknownComponentError
+from rmtzoo._io import atomic_write_text
 from rmtzoo._registry import Registry
 
 _ACTIVE_REGISTRY: ContextVar[Registry | None] = ContextVar("rmtzoo_active_registry", default=None)
@@ -318,21 +318,6 @@ def dump_config(config: ExperimentConfig, path: str | os.PathLike) -> Path:
         raise ConfigError(f"dump path {str(path)!r}: use .json, .yaml or .yml")
     atomic_write_text(path, text)
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_validation_error(exc: ValidationError) -> str:

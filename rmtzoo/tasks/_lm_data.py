@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from rmtzoo._config import atomic_write_text
 from rmtzoo._errors import RmtzooError
+from rmtzoo._io import atomic_write, atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -412,16 +412,7 @@ def cache_key(task: str, params: dict, fingerprint: dict) -> str:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
 def write_cache(folder: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from rmtzoo._config import atomic_write_text
+from rmtzoo._io import atomic_write_text
 
 
 def save_checkpoint(run_dir: Path, step: int, *, model, trainer_state: dict, config_json: str, keep: int = 2,

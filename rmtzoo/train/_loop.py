@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from rmtzoo._build import build_model
 from rmtzoo._components import RunInfo
-from rmtzoo._config import ExperimentConfig, atomic_write_text
+from rmtzoo._config import ExperimentConfig
 from rmtzoo._errors import ConfigError, RmtzooError
+from rmtzoo._io import atomic_write_text
 from rmtzoo._registry import Registry
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rmtzoo.train._eval import IGNORE_INDEX, evaluate_samples, evaluate_stream
