@@ -75,6 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train a small RMT on an in-memory copy task (embedded default config)")
     p.add_argument("config", nargs="?", help="a config file (default: the embedded demo config)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+
+    p = sub.add_parser("bench", help="run benchmark grids and report them against the paper (rmtzoo bench run --help)")
+    bench = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bench.add_parser("list", parents=[common], help="list registered benchmarks with their presets and cell counts")
+    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures")):
+        b = bench.add_parser(name, parents=[common], help=what)
+        b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks (rmtzoo bench list)")
+        b.add_argument("--all", action="store_true", help="every registered benchmark")
+        b.add_argument("--preset", default="smoke", help="paper, small or smoke (default: smoke)")
+        b.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+        if name == "run":
+            b.add_argument("--filter", metavar="EXPR", help="only cells whose labels match, e.g. model=RMT,segments=3")
+            b.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per cell (default 1)")
+            b.add_argument("--workers", type=int, default=1, metavar="N", help="cells in parallel (spawned processes)")
+            b.add_argument("--shard", metavar="I/N", help="run only the I-th of every N cells (sorted by hash)")
+        else:
+            b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
+            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: benchmarks/reference/paper_numbers.csv)")
     return parser
 
 
@@ -239,7 +257,40 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from rmtzoo import bench
+
+    registry = _registry(args)
+    if args.bench_command == "list":
+        for name in registry.names("benchmarks"):
+            b = bench._runner.get_benchmark(registry, name)
+            counts = ", ".join(f"{p} {len(b.cells(p))}" for p in b.presets)
+            print(f"{name:<10} {b.artefact:<5} {registry.get('benchmarks', name).summary}")
+            print(f"{'':<16} cells per preset: {counts}  [{registry.provider('benchmarks', name)}]")
+        if not registry.names("benchmarks"):
+            print("(no benchmarks registered; pip install -e benchmarks)")
+        return 0
+    names = bench.resolve_names(registry, args.names, args.all)
+    if args.bench_command == "run":
+        options = {"entry_points": False if args.no_entry_points else None,
+                   "plugins_dirs": list(args.plugins_dir), "block": list(args.block)}
+        summary = bench.run_benchmark(registry, names, preset=args.preset, seeds=args.seeds, filter_expr=args.filter,
+                                      shard=args.shard, workers=args.workers, results_dir=args.results,
+                                      registry_options=options)
+        print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
+              f"{summary['failed']} failed; results in {Path(args.results)}")
+        for failure in summary["failures"]:
+            print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
+        return 1 if summary["failed"] else 0
+    kwargs = {"reference": args.reference} if args.reference else {}
+    for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
+                             reports_dir=args.reports, **kwargs):
+        print(path)
+    return 0
+
+
 _COMMANDS = {
+    "bench": _cmd_bench,
     "list": _cmd_list,
     "plugins": _cmd_plugins,
     "schema": _cmd_schema,

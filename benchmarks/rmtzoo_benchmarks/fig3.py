@@ -1,0 +1,129 @@
+"""Figure 3 (PAPER.md section 5): test accuracy vs number of segments, Baseline vs Transformer-XL vs RMT,
+on copy (F3a), reverse (F3b) and associative retrieval (F3c).
+
+Models, with memory or cache size = segment length:
+
+- Baseline: no memory, no recurrence; each of the n segments is processed independently (at 1 segment
+  this is the paper's full-context Baseline, the point the memory lines start from);
+- Tr-XL: no memory tokens, a Transformer-XL cache of segment-length states;
+- RMT: read/write memory of segment-length tokens, carried with full BPTT (what the authors' code did;
+  the paper's "RMT BPTT-0" label notwithstanding, PAPER.md 1.5).
+
+Presets:
+
+- ``paper``: PAPER.md 2's hyperparameters exactly (post-LN, Adam 1e-4, plateau halving, batch 32, the
+  step budgets of Fig 3, eval every 12k steps on 50 batches, 100k/5k/10k data).
+- ``small``: the task sizes kept, the schedule shortened to run on a CPU (pre-LN, lr 1e-3, bf16, stop
+  at 0.999 validation accuracy, at most 3,000 steps, 20k training samples).
+- ``smoke``: seconds per cell (1 layer, d_model 16, 4 steps, 64/16/16 samples). It checks the plumbing
+  (configs, runner, result files, report), not the numbers.
+"""
+
+from __future__ import annotations
+
+from rmtzoo.bench import Benchmark, product
+
+MODELS = [
+    ("Baseline", {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}),
+    ("Tr-XL", {"memory": {"kind": "none"}, "recurrence": {"kind": "xl"}}),
+    ("RMT", {"memory": {"kind": "read_write"}, "recurrence": {"kind": "rmt"}}),
+]
+
+
+def _adjust(labels, config):
+    """Memory or cache = segment length, for the models that have one; both recorded as labels."""
+    length = config["segment"]["length"]
+    labels["segment_length"] = length
+    labels["memory"] = 0 if labels["model"] == "Baseline" else length
+    if labels["model"] == "RMT":
+        config["memory"]["num_tokens"] = length
+    elif labels["model"] == "Tr-XL":
+        config["recurrence"]["cache_len"] = length
+
+
+def _fig3_grid(task, arch, segments, *, preset, steps, patience):
+    """segments: [(label, segment length)]; steps: label -> the paper's step budget."""
+    backbone = {"kind": "transformer_xl", **arch}
+    if preset == "paper":
+        task = {**task, "train_size": 100_000, "valid_size": 5_000, "test_size": 10_000}
+        backbone |= {"dropout": 0.1, "pre_lnorm": False}
+        train = {"lr": 1e-4, "batch_size": 32, "schedule": "plateau", "plateau_patience": patience,
+                 "plateau_factor": 0.5, "min_lr": 1e-6, "grad_clip": 0.25, "log_every": 1000}
+        evaluation = {"every": 12_000, "batch_size": 32, "max_batches": 50}
+    elif preset == "small":
+        task = {**task, "train_size": 20_000, "valid_size": 1_000, "test_size": 2_000}
+        backbone |= {"dropout": 0.0, "pre_lnorm": True}
+        train = {"lr": 1e-3, "batch_size": 32, "steps": 3_000, "schedule": "constant", "precision": "bf16",
+                 "stop_at": 0.999, "log_every": 50}
+        evaluation = {"every": 250, "batch_size": 250, "max_batches": 4}
+    else:  # smoke
+        task = {**task, "train_size": 64, "valid_size": 16, "test_size": 16}
+        backbone |= {"n_layer": 1, "n_head": 2, "d_model": 16, "d_head": 8, "d_inner": 32, "dropout": 0.0}
+        train = {"lr": 1e-3, "batch_size": 8, "steps": 4, "schedule": "constant", "log_every": 2}
+        evaluation = {"every": 4, "batch_size": 16, "max_batches": 1}
+    base = {"task": task, "backbone": backbone, "train": train, "eval": evaluation}
+    seg_axis = []
+    for label, length in segments:
+        overrides = {"segment.length": length}
+        if preset == "paper":
+            overrides["train.steps"] = steps[label]
+        seg_axis.append((label, overrides))
+    return product(
+        base,
+        {"model": MODELS, "segments": seg_axis},
+        where=lambda labels: labels["model"] == "Baseline" or labels["segments"] != 1,
+        adjust=_adjust,
+    )
+
+
+def _bench(name, artefact, summary, task, arch, segments, steps, patience, notes=None):
+    def grids():
+        return {p: (lambda p=p: _fig3_grid(task, arch, segments, preset=p, steps=steps, patience=patience))
+                for p in ("paper", "small", "smoke")}
+
+    return Benchmark(name=name, artefact=artefact, summary=summary, grids=grids(), x="segments", line="model",
+                     metric="test/accuracy", ordering=("RMT", "Tr-XL", "Baseline"),
+                     notes={"smoke": "smoke checks the plumbing, not the numbers", **(notes or {})})
+
+
+COPY_ARCH = {"vocab_size": 12, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 64, "d_inner": 256}
+AR_ARCH = {"vocab_size": 37, "n_layer": 6, "n_head": 4, "d_model": 64, "d_head": 32, "d_inner": 128}
+
+FIG3_SPECS = {
+    "fig3a": dict(
+        artefact="F3a",
+        summary="Figure 3a: copy 24/48 (72 tokens), accuracy vs 1/3/6/9 segments, Baseline vs Tr-XL vs RMT",
+        task={"kind": "copy", "src_len": 24},
+        arch=COPY_ARCH,
+        segments=[(1, 72), (3, 24), (6, 12), (9, 8)],
+        steps={1: 400_000, 3: 400_000, 6: 900_000, 9: 900_000},
+        patience=8,
+    ),
+    "fig3b": dict(
+        artefact="F3b",
+        summary="Figure 3b: reverse 24/24 (48 tokens), accuracy vs 1/2/4/6 segments, Baseline vs Tr-XL vs RMT",
+        task={"kind": "reverse", "src_len": 24},
+        arch=COPY_ARCH,
+        segments=[(1, 48), (2, 24), (4, 12), (6, 8)],
+        steps={1: 250_000, 2: 400_000, 4: 850_000, 6: 700_000},
+        patience=8,
+    ),
+    "fig3c": dict(
+        artefact="F3c",
+        summary="Figure 3c: associative retrieval (4 pairs, 10/1), accuracy vs 1-5 segments as the CSV labels "
+        "them (the authors' torch.chunk split, PAPER.md 2.5), Baseline vs Tr-XL vs RMT",
+        task={"kind": "associative_retrieval", "segmenting": "lm_rmt_chunk"},
+        arch=AR_ARCH,
+        segments=[(1, 10), (2, 5), (3, 4), (4, 3), (5, 2)],
+        steps={1: 400_000, 2: 1_000_000, 3: 1_000_000, 4: 1_000_000, 5: 1_000_000},
+        patience=10,
+    ),
+}
+
+
+def _builder(name):
+    spec = FIG3_SPECS[name]
+    return lambda params: _bench(name, **spec)
+
+
+FIG3 = {name: (spec["summary"], _builder(name)) for name, spec in FIG3_SPECS.items()}

@@ -1,0 +1,314 @@
+"""Run benchmark grids: every cell x seed validated first, then trained, one result file per cell.
+
+Layout under ``results_dir``::
+
+    <bench>/<preset>/<hash>.json          a finished cell: config, labels, seed, test metrics, versions,
+                                          hardware, wall time (written atomically: temp file + rename)
+    <bench>/<preset>/<hash>.failed.json   a cell that raised: the error (not a result; retried on re-run)
+    <bench>/<preset>/runs/<hash>/         the cell's run folder (checkpoints, metrics.jsonl, train.log)
+
+``<hash>`` is ``config.content_hash()`` of the cell's config with its seed. A re-run skips every cell whose
+result file exists and resumes a killed cell from its run folder's latest checkpoint, so an interrupted
+grid finishes with nothing lost, repeated or half-written.
+
+Sharding splits the cells deterministically: the cells sorted by hash, shard ``I/N`` takes the I-th of every
+N. A SLURM job array runs a grid as N independent jobs writing to one shared results folder::
+
+    #!/bin/bash
+    #SBATCH --array=1-8
+    #SBATCH --gres=gpu:1
+    rmtzoo bench run fig3a --preset paper --seeds 3 --shard ${SLURM_ARRAY_TASK_ID}/8 --results /shared/results
+
+and ``rmtzoo bench report fig3a --preset paper --results /shared/results`` once they are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmtzoo._errors import ConfigError, RmtzooError
+from rmtzoo._io import atomic_write_text
+from rmtzoo.bench._grid import matches, parse_filter, parse_shard
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell at one seed, ready to run (plain, picklable data)."""
+
+    bench: str
+    artefact: str
+    preset: str
+    labels: dict
+    seed: int
+    config: dict  # the validated config, as JSON data, seed included
+    hash: str
+    folder: str  # results_dir/<bench>/<preset>
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.folder) / f"{self.hash}.json"
+
+    @property
+    def failed_path(self) -> Path:
+        return Path(self.folder) / f"{self.hash}.failed.json"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.folder) / "runs" / self.hash
+
+    def describe(self) -> str:
+        labels = " ".join(f"{k}={v}" for k, v in self.labels.items())
+        return f"{self.bench} {labels} seed={self.seed}"
+
+
+def get_benchmark(registry, name: str):
+    spec = registry.get("benchmarks", name)
+    return spec.build(spec.params())
+
+
+def resolve_names(registry, names, all_: bool = False) -> list[str]:
+    available = registry.names("benchmarks")
+    if all_:
+        if not available:
+            raise RmtzooError("no benchmark is registered (install the rmtzoo-benchmarks distribution: pip install -e benchmarks)")
+        return available
+    if not names:
+        raise RmtzooError("name at least one benchmark, or pass --all (rmtzoo bench list shows them)")
+    for name in names:
+        registry.get("benchmarks", name)  # an unknown name lists the closest ones
+    return list(dict.fromkeys(names))
+
+
+def expand(registry, names, *, preset: str, seeds: int = 1, filter_expr: str | None = None,
+           shard=None, results_dir="results") -> list[Job]:
+    """Every selected cell x seed, each validated (all of them, before anything runs)."""
+    from rmtzoo._config import load_config
+
+    if seeds < 1:
+        raise RmtzooError(f"--seeds: expected a positive count, got {seeds}")
+    wanted = parse_filter(filter_expr)
+    shard_i, shard_n = parse_shard(shard)
+    jobs: list[Job] = []
+    seen_keys: set[str] = set()
+    for name in names:
+        bench = get_benchmark(registry, name)
+        cells = bench.cells(preset)
+        for cell in cells:
+            seen_keys.update(cell.labels)
+            for seed in range(seeds):
+                data = {**json.loads(json.dumps(dict(cell.config))), "seed": seed}
+                try:
+                    config = load_config(data, registry=registry)
+                    _check_segments(config, registry)
+                except RmtzooError as exc:
+                    labels = ", ".join(f"{k}={v}" for k, v in cell.labels.items())
+                    raise ConfigError(f"benchmark {name!r} preset {preset!r} cell [{labels}]: {exc}") from None
+                if not matches(cell.labels, wanted):
+                    continue
+                folder = Path(results_dir) / name / preset
+                jobs.append(Job(name, bench.artefact, preset, dict(cell.labels), seed,
+                                config.model_dump(mode="json"), config.content_hash(), str(folder)))
+    unknown = [k for k in wanted if k not in seen_keys]
+    if unknown:
+        raise RmtzooError(f"--filter: unknown label {unknown[0]!r}; the cells have labels: {', '.join(sorted(seen_keys))}")
+    if wanted and not jobs:
+        raise RmtzooError(f"--filter {filter_expr!r} matches no cell of preset {preset!r}")
+    jobs.sort(key=lambda j: (j.hash, j.bench))
+    return [j for k, j in enumerate(jobs) if k % shard_n == shard_i - 1]
+
+
+def _check_segments(config, registry) -> None:
+    """The segment length must cut the task's samples (checked without generating any data)."""
+    from rmtzoo.train import build_task
+
+    if config.task is None:
+        raise ConfigError("task: a benchmark cell needs a task block")
+    task = build_task(config, registry)
+    if getattr(task, "kind", None) != "samples":
+        return
+    try:
+        task.segment_length_for(config.segment.length)
+    except ValueError as exc:
+        raise ConfigError(f"segment.length: {exc}") from None
+
+
+# -- environment ---------------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    import torch
+
+    from rmtzoo._registry import _own_version
+
+    return {"rmtzoo": _own_version(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(), "gpu": gpu}
+
+
+# -- running one cell ----------------------------------------------------------------------------------
+def run_cell(job: Job, registry) -> dict:
+    """Train one cell in its run folder (resuming), write its result file atomically; returns a status dict.
+    A failure is written to ``<hash>.failed.json``; KeyboardInterrupt propagates with nothing written."""
+    from rmtzoo._config import load_config
+    from rmtzoo.train import train
+
+    started = time.perf_counter()
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config = load_config(job.config, registry=registry)
+        with open(job.run_dir / "train.log", "a", encoding="utf-8") as log, \
+                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            metrics = train(config, job.run_dir, registry=registry, resume=True)
+    except Exception as exc:  # a failing cell is recorded and the grid goes on
+        record = {"benchmark": job.bench, "preset": job.preset, "hash": job.hash, "labels": job.labels,
+                  "seed": job.seed, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=8), "wall_time_s": time.perf_counter() - started}
+        atomic_write_text(job.failed_path, json.dumps(record, indent=2) + "\n")
+        return {"status": "failed", "error": record["error"], "seconds": record["wall_time_s"]}
+    wall = time.perf_counter() - started
+    record = {
+        "benchmark": job.bench, "artefact": job.artefact, "preset": job.preset, "hash": job.hash,
+        "labels": job.labels, "seed": job.seed, "config": job.config,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+        "versions": versions(), "hardware": hardware(), "wall_time_s": round(wall, 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(job.result_path, json.dumps(record, indent=2) + "\n")
+    job.failed_path.unlink(missing_ok=True)
+    return {"status": "done", "seconds": wall}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+_WORKER_REGISTRY = None
+
+
+def _worker_run(job: Job, registry_options: dict) -> dict:
+    global _WORKER_REGISTRY
+    if _WORKER_REGISTRY is None:
+        from rmtzoo._registry import Registry
+
+        _WORKER_REGISTRY = Registry(**registry_options)
+    return run_cell(job, _WORKER_REGISTRY)
+
+
+# -- progress ------------------------------------------------------------------------------------------
+class GridProgress:
+    """Cells done/running/failed/skipped and an ETA from the mean cell time, one line per event."""
+
+    def __init__(self, total: int, skipped: int, workers: int, stream=None) -> None:
+        self.total, self.skipped, self.workers = total, skipped, workers
+        self.done = self.failed = self.running = 0
+        self.times: list[float] = []
+        self.stream = stream if stream is not None else sys.stderr
+
+    def _eta(self) -> str:
+        left = self.total - self.skipped - self.done - self.failed
+        if not self.times or left <= 0:
+            return "?" if left > 0 else "0s"
+        seconds = sum(self.times) / len(self.times) * left / max(1, min(self.workers, left))
+        m, s = divmod(int(seconds), 60)
+        h, m = divmod(m, 60)
+        return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+    def line(self, event: str) -> None:
+        print(f"[bench {self.done + self.failed + self.skipped}/{self.total}] done {self.done}  running "
+              f"{self.running}  failed {self.failed}  skipped {self.skipped}  ETA {self._eta()}  | {event}",
+              file=self.stream, flush=True)
+
+    def started(self, job: Job) -> None:
+        self.running += 1
+        self.line(f"start {job.describe()}")
+
+    def finished(self, job: Job, outcome: dict) -> None:
+        self.running -= 1
+        self.times.append(outcome["seconds"])
+        if outcome["status"] == "done":
+            self.done += 1
+            self.line(f"done  {job.describe()} ({outcome['seconds']:.1f} s)")
+        else:
+            self.failed += 1
+            self.line(f"FAILED {job.describe()}: {outcome['error']}")
+
+
+# -- the grid ------------------------------------------------------------------------------------------
+def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, filter_expr: str | None = None,
+                  shard=None, workers: int = 1, results_dir="results", registry_options: dict | None = None,
+                  stream=None) -> dict:
+    """Validate every cell, then train those without a result file; returns a summary dict.
+
+    ``workers > 1`` runs cells in a spawned process pool; each worker builds its own registry from
+    ``registry_options`` (keyword arguments of :class:`rmtzoo.Registry`; default: what the environment
+    gives), so plugins added by hand with ``Registry.add_plugin`` are only seen with ``workers = 1``.
+    """
+    if workers < 1:
+        raise RmtzooError(f"--workers: expected a positive count, got {workers}")
+    jobs = expand(registry, names, preset=preset, seeds=seeds, filter_expr=filter_expr, shard=shard,
+                  results_dir=results_dir)
+    todo = [j for j in jobs if not j.result_path.exists()]
+    progress = GridProgress(len(jobs), len(jobs) - len(todo), workers, stream)
+    summary = {"total": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0,
+               "failures": [], "results": [str(j.result_path) for j in jobs]}
+    if progress.skipped:
+        progress.line(f"{progress.skipped} cell(s) already have results")
+
+    def record(job, outcome):
+        progress.finished(job, outcome)
+        summary[outcome["status"]] += 1
+        if outcome["status"] == "failed":
+            summary["failures"].append({"cell": job.describe(), "hash": job.hash, "error": outcome["error"]})
+
+    if workers == 1 or len(todo) <= 1:
+        for job in todo:
+            progress.started(job)
+            record(job, run_cell(job, registry))
+    else:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        options = registry_options if registry_options is not None else {}
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(threads,))
+        try:
+            pending = {}
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    job = queue.pop(0)
+                    progress.started(job)
+                    pending[pool.submit(_worker_run, job, options)] = job
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # the worker process itself died
+                        outcome = {"status": "failed", "error": f"worker: {type(exc).__name__}: {exc}", "seconds": 0.0}
+                    record(job, outcome)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    progress.line("finished")
+    return summary
