@@ -160,9 +160,9 @@ def test_list_one_axis(capsys):
 
 
 def test_list_filters_by_pattern(capsys):
-    rc, out, _ = run_cli(capsys, "list", "backbones", "transformer*")
+    rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "backbones", "transformer*")
     assert rc == 0 and sections(out) == {"backbones": ["transformer_xl", "transformer_xl_encoder"]}
-    rc, out, _ = run_cli(capsys, "list", "backbones", "*encoder")
+    rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "backbones", "*encoder")
     assert rc == 0 and sections(out) == {"backbones": ["transformer_xl_encoder"]}
     rc, out, _ = run_cli(capsys, "list", "backbones", "zzz*")
     assert rc == 0 and sections(out) == {"backbones": []}

@@ -462,7 +462,7 @@ def test_block_builtin_loggers(tmp_path):
 def test_blocked_builtin_can_be_replaced_without_override(tmp_path):
     """With the built-in blocked, a plugin may register the same name without ``override``."""
     write_plugin(tmp_path / "d", "my_backbones", backbone_plugin("transformer_xl", summary="mine"))
-    registry = rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"], block=["rmtzoo.backbones"])
+    registry = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"], block=["rmtzoo.backbones"])
     assert registry.names("backbones") == ["transformer_xl"]
     assert registry.provider("backbones", "transformer_xl") == "my_backbones"
     assert registry.get("backbones", "transformer_xl").summary == "mine"
@@ -471,7 +471,7 @@ def test_blocked_builtin_can_be_replaced_without_override(tmp_path):
 # -- duplicate and overridden components ----------------------------------------------------------------
 def test_duplicate_of_builtin_names_both_providers(tmp_path):
     write_plugin(tmp_path / "d", "copycat", backbone_plugin("transformer_xl"))
-    registry = rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"])
+    registry = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"])
     with pytest.raises(rmtzoo.DuplicateComponentError) as err:
         registry.get("backbones", "transformer_xl")
     message = str(err.value)
@@ -484,7 +484,7 @@ def test_duplicate_between_two_plugins_names_both(tmp_path):
     write_plugin(tmp_path / "d", "alpha", backbone_plugin("shared_name"))
     write_plugin(tmp_path / "d", "beta", backbone_plugin("shared_name"))
     with pytest.raises(rmtzoo.DuplicateComponentError, match="by plugin 'alpha' and by plugin 'beta'"):
-        rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"]).names("backbones")
+        rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"]).names("backbones")
 
 
 def test_duplicate_within_one_plugin(tmp_path):
@@ -499,12 +499,12 @@ def test_duplicate_within_one_plugin(tmp_path):
         """,
     )
     with pytest.raises(rmtzoo.DuplicateComponentError, match="benchmark 'b'.*'twice' and by plugin 'twice'"):
-        rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"]).names("benchmarks")
+        rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"]).names("benchmarks")
 
 
 def test_override_replaces_builtin(tmp_path):
     write_plugin(tmp_path / "d", "replacer", backbone_plugin("transformer_xl", override=True, summary="patched"))
-    registry = rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"])
+    registry = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"])
     assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
     assert registry.provider("backbones", "transformer_xl") == "replacer"
     assert registry.get("backbones", "transformer_xl").summary == "patched"
@@ -514,12 +514,12 @@ def test_override_replaces_builtin(tmp_path):
 
 def test_override_of_a_new_name_just_registers(tmp_path):
     write_plugin(tmp_path / "d", "newcomer", backbone_plugin("brand_new", override=True))
-    assert rmtzoo.Registry(environ={}, plugins_dirs=[tmp_path / "d"]).provider("backbones", "brand_new") == "newcomer"
+    assert rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"]).provider("backbones", "brand_new") == "newcomer"
 
 
 # -- unknown names ----------------------------------------------------------------------------------------
 def test_unknown_name_lists_closest():
-    registry = rmtzoo.Registry(environ={})
+    registry = rmtzoo.Registry(environ={}, entry_points=False)
     with pytest.raises(rmtzoo.UnknownComponentError) as err:
         registry.get("backbones", "transfomer_xl")
     message = str(err.value)
@@ -529,7 +529,7 @@ def test_unknown_name_lists_closest():
 
 
 def test_unknown_name_without_close_match():
-    registry = rmtzoo.Registry(environ={})
+    registry = rmtzoo.Registry(environ={}, entry_points=False)
     with pytest.raises(rmtzoo.UnknownComponentError) as err:
         registry.get("recurrences", "qqqqqq")
     assert "did you mean" not in str(err.value)
