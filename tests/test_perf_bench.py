@@ -1,0 +1,66 @@
+"""The perf benchmark's smoke preset runs end to end and writes a well-formed JSON and markdown report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "perf" / "run_perf.py"
+
+
+def test_smoke_preset(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "smoke",
+            "--no-profile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "smoke.json").read_text())
+    md = (tmp_path / "smoke.md").read_text()
+    assert "# rmtzoo perf" in md and "target_short" in md
+    assert not list(tmp_path.glob(".*tmp*")), "atomic write left a temporary file"
+
+    assert doc["schema"] == 1 and doc["preset"] == "smoke" and doc["torch"]
+    pypi = doc["pypi"]
+    names = {(r["group"], r["case"]) for r in doc["results"]}
+    expected = {
+        ("target_short", f"rmtzoo/{m} {p}") for m in ("none", "rmt", "xl", "rmt_xl") for p in ("fp32", "bf16")
+    }
+    expected |= {("target_short", f"full {p}") for p in ("fp32", "bf16")}
+    expected |= {
+        ("target_long", "rmtzoo/rmt fp32"),
+        ("target_long", "rmtzoo/rmt bf16"),
+        ("target_long", "rmtzoo/rmt+ckpt fp32"),
+    }
+    expected |= {("sweep_bptt", "rmtzoo/rmt/k1 fp32"), ("sweep_bptt", "rmtzoo/rmt/k2 fp32")}
+    pypi_cases = {("target_short", "pypi fp32"), ("target_short", "pypi bf16"), ("target_long", "pypi fp32")}
+    if pypi["installed"]:
+        expected |= pypi_cases
+        assert any("train_vs_pypi" in r for r in doc["ratios"])
+    else:  # the comparison is skipped cleanly and the JSON says why
+        assert pypi["reason"] and not names & pypi_cases
+        assert any(s["case"].startswith("pypi") for s in doc["skipped"])
+    assert expected <= names, expected - names
+    for group in ("sweep_segments", "sweep_segment_length", "sweep_memory"):
+        assert any(g == group for g, _ in names), group
+
+    for row in doc["results"]:
+        assert row["train"]["tokens_per_s"] > 0 and len(row["train"]["step_s"]) >= 2
+        assert row["tokens_per_step"] == row["batch"] * row["segments"] * row["segment_length"]
+        if row["group"] == "target_short":
+            assert row["infer"]["tokens_per_s"] > 0
+    assert any("train_vs_full" in r for r in doc["ratios"])
+    assert doc["memory"] and all(m.get("peak_rss_mb", 0) > 0 for m in doc["memory"]), doc["memory"]
