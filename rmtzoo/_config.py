@@ -288,18 +288,26 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def apply_override(data: dict[str, Any], item: str) -> None:
     key, sep, raw = item.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
+    if not sep or not all(key.strip().split(".")):
         raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.lr=3e-4)")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
+    try:
+        set_dotted(data, key.strip(), value)
+    except ConfigError as exc:
+        raise ConfigError(f"override {item!r}: {exc}") from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating tables on the way."""
+    parts = key.split(".")
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a table")
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a table")
         node = child
     node[parts[-1]] = value
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from rmtzoo._errors import RmtzooError
+from rmtzoo import _config
+from rmtzoo._errors import ConfigError, RmtzooError
 
 Label = Union[str, int, float]  # noqa: UP007
 PRESETS = ("paper", "small", "smoke")
@@ -62,15 +63,11 @@ class Benchmark:
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(d, "train.lr", 1e-3)`` sets ``d["train"]["lr"]``, creating tables on the way."""
-    parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise RmtzooError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a table")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
+    """The config's dotted setter, on a copy of ``value`` so grid cells never share mutable parts."""
+    try:
+        _config.set_dotted(data, key, copy.deepcopy(value))
+    except ConfigError as exc:
+        raise ConfigError(f"override {key!r}: {exc}") from None
 
 
 def product(
