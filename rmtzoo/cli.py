@@ -197,7 +197,7 @@ def _cmd_train(args) -> int:
 
 def _load_run(args, which):
     from rmtzoo._config import load_config
-    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model
+    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model, set_segment_count
 
     folder = find_checkpoint(args.checkpoint, which=which) or find_checkpoint(args.checkpoint)
     if folder is None:
@@ -208,8 +208,7 @@ def _load_run(args, which):
     model = prepare_model(config, task, registry)
     state = load_checkpoint(folder, model)
     if config.train.curriculum is not None:  # the segment count the checkpoint was trained at
-        n_segments = config.train.curriculum.segments[state["curriculum_index"]]
-        model.segment_length = task.segment_length_for(task.sequence_length // n_segments)
+        set_segment_count(model, task, config.train.curriculum.segments[state["curriculum_index"]])
     return folder, config, task, model
 
 

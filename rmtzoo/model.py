@@ -127,9 +127,7 @@ class RecurrentMemoryModel(nn.Module):
         memory = state.memory
         if memory is None or not self.policy.carries_memory or k is None or state.n_segments <= k:
             return memory
-        if not torch.is_grad_enabled():
-            return memory.detach()
-        if k == 0:
+        if k == 0 or not torch.is_grad_enabled():  # nothing to backpropagate into: no re-run
             return memory.detach()
         memory = state.window[0].memory
         for past in state.window:

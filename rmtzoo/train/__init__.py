@@ -2,7 +2,15 @@
 
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rmtzoo.train._generate import generate
-from rmtzoo.train._loop import Trainer, TrainingDiverged, build_task, make_autocast, prepare_model, train
+from rmtzoo.train._loop import (
+    Trainer,
+    TrainingDiverged,
+    build_task,
+    make_autocast,
+    prepare_model,
+    set_segment_count,
+    train,
+)
 
 __all__ = [
     "Trainer",
@@ -14,5 +22,6 @@ __all__ = [
     "make_autocast",
     "prepare_model",
     "save_checkpoint",
+    "set_segment_count",
     "train",
 ]

@@ -58,6 +58,11 @@ def prepare_model(config: ExperimentConfig, task, registry: Registry, *, n_segme
     return model
 
 
+def set_segment_count(model, task, n_segments: int) -> None:
+    """Run a sample task's samples as ``n_segments`` segments (a curriculum stage)."""
+    model.segment_length = task.segment_length_for(task.sequence_length // n_segments)
+
+
 def make_autocast(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext
@@ -212,7 +217,7 @@ class Trainer:
                               f"({state['config_hash']}, this is {self.run.config_hash}); use a new --run-dir")
         if state["curriculum_index"] != self.curriculum_index:
             self.curriculum_index = state["curriculum_index"]
-            self.model.segment_length = self.task.segment_length_for(self.task.sequence_length // self._curriculum_segments())
+            set_segment_count(self.model, self.task, self._curriculum_segments())
         self.step, self.best = state["step"], state["best"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -299,7 +304,7 @@ class Trainer:
         advance = c is not None and metrics["accuracy"] >= c.advance_at and self.curriculum_index + 1 < len(c.segments)
         if advance:  # before saving, so that a run resumed from this checkpoint goes on at the new stage
             self.curriculum_index += 1
-            self.model.segment_length = self.task.segment_length_for(self.task.sequence_length // self._curriculum_segments())
+            set_segment_count(self.model, self.task, self._curriculum_segments())
             self.best = math.inf  # a new segment count is a new problem
         self.save(best=improved)
         if self.rank == 0:
