@@ -87,7 +87,7 @@ def test_fig3_grids_match_the_paper():
         bench = reg.get("benchmarks", name).build(rmtzoo.NoParams())
         assert bench.presets == ("paper", "small", "smoke")
         cells = bench.cells("paper")
-        assert len(cells) == n_segments + 2 * (n_segments - 1)  # Tr-XL and RMT start at 2+ segments
+        assert len(cells) == n_segments + 3 * (n_segments - 1)  # MemTr, Tr-XL and RMT start at 2+ segments
         for cell in cells:
             labels, config = cell.labels, cell.config
             assert config["segment"]["length"] == labels["segment_length"]
@@ -95,6 +95,9 @@ def test_fig3_grids_match_the_paper():
             assert config["eval"]["max_batches"] == 50 and "seed" not in config
             if labels["model"] == "RMT":
                 assert config["memory"] == {"kind": "read_write", "num_tokens": labels["segment_length"]}
+                assert config["recurrence"] == {"kind": "rmt"}
+            elif labels["model"] == "MemTr":
+                assert config["memory"] == {"kind": "shared", "num_tokens": labels["segment_length"]}
                 assert config["recurrence"] == {"kind": "rmt"}
             elif labels["model"] == "Tr-XL":
                 assert config["recurrence"] == {"kind": "xl", "cache_len": labels["segment_length"]}
@@ -243,7 +246,7 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for name in FIG3:
         assert name in out
-    assert "paper 10, small 10, smoke 10" in out
+    assert "paper 13, small 13, smoke 13" in out
 
 
 # -- reports -------------------------------------------------------------------------------------------

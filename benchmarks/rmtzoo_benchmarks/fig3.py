@@ -13,8 +13,12 @@ Presets:
 
 - ``paper``: PAPER.md 2's hyperparameters exactly (post-LN, Adam 1e-4, plateau halving, batch 32, the
   step budgets of Fig 3, eval every 12k steps on 50 batches, 100k/5k/10k data).
-- ``small``: the task sizes kept, the schedule shortened to run on a CPU (pre-LN, lr 1e-3, bf16, stop
-  at 0.999 validation accuracy, at most 3,000 steps, 20k training samples).
+- ``small``: a CPU-sized copy of the figure, run to completion on 2 cores in about an hour per seed set:
+  the tasks halved or thirded with the paper's segment counts kept where the length divides (copy 8/16 in
+  1/3/6/8 segments, reverse 12/12 in 1/2/4/6, associative retrieval as in the paper), 2-3 layer pre-LN
+  models of width 64, Adam 2e-3 constant, at most 2,500 steps with a stop at 0.999 validation accuracy,
+  and fp32 (at width 64, bf16 autocast was no faster here). The orderings, not the absolute numbers, are
+  what it can speak to.
 - ``smoke``: seconds per cell (1 layer, d_model 16, 4 steps, 64/16/16 samples). It checks the plumbing
   (configs, runner, result files, report), not the numbers.
 """
@@ -25,6 +29,9 @@ from rmtzoo.bench import Benchmark, product
 
 MODELS = [
     ("Baseline", {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}),
+    # MemTr (PAPER.md 1.7): memory tokens only at the segment start, their outputs carried to the next segment.
+    # In a causal decoder they cannot see the segment, so the paper found it equal to the Baseline.
+    ("MemTr", {"memory": {"kind": "shared"}, "recurrence": {"kind": "rmt"}}),
     ("Tr-XL", {"memory": {"kind": "none"}, "recurrence": {"kind": "xl"}}),
     ("RMT", {"memory": {"kind": "read_write"}, "recurrence": {"kind": "rmt"}}),
 ]
@@ -35,14 +42,17 @@ def _adjust(labels, config):
     length = config["segment"]["length"]
     labels["segment_length"] = length
     labels["memory"] = 0 if labels["model"] == "Baseline" else length
-    if labels["model"] == "RMT":
+    if labels["model"] in ("RMT", "MemTr"):
         config["memory"]["num_tokens"] = length
     elif labels["model"] == "Tr-XL":
         config["recurrence"]["cache_len"] = length
 
 
-def _fig3_grid(task, arch, segments, *, preset, steps, patience):
-    """segments: [(label, segment length)]; steps: label -> the paper's step budget."""
+def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
+    """segments: [(label, segment length)]; steps: label -> the paper's step budget; small: the ``small``
+    preset's own task, arch and segments."""
+    if preset == "small":
+        task, arch, segments = {**task, **small["task"]}, small["arch"], small["segments"]
     backbone = {"kind": "transformer_xl", **arch}
     if preset == "paper":
         task = {**task, "train_size": 100_000, "valid_size": 5_000, "test_size": 10_000}
@@ -52,10 +62,10 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience):
         evaluation = {"every": 12_000, "batch_size": 32, "max_batches": 50}
     elif preset == "small":
         task = {**task, "train_size": 20_000, "valid_size": 1_000, "test_size": 2_000}
-        backbone |= {"dropout": 0.0, "pre_lnorm": True}
-        train = {"lr": 1e-3, "batch_size": 32, "steps": 3_000, "schedule": "constant", "precision": "bf16",
-                 "stop_at": 0.999, "log_every": 50}
-        evaluation = {"every": 250, "batch_size": 250, "max_batches": 4}
+        backbone |= {"dropout": 0.1, "pre_lnorm": True}
+        train = {"lr": 2e-3, "batch_size": 32, "steps": 2_500, "schedule": "constant", "stop_at": 0.999,
+                 "log_every": 100}
+        evaluation = {"every": 250, "batch_size": 250, "max_batches": 2}
     else:  # smoke
         task = {**task, "train_size": 64, "valid_size": 16, "test_size": 16}
         backbone |= {"n_layer": 1, "n_head": 2, "d_model": 16, "d_head": 8, "d_inner": 32, "dropout": 0.0}
@@ -76,9 +86,10 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience):
     )
 
 
-def _bench(name, artefact, summary, task, arch, segments, steps, patience, notes=None):
+def _bench(name, artefact, summary, task, arch, segments, steps, patience, small, notes=None):
     def grids():
-        return {p: (lambda p=p: _fig3_grid(task, arch, segments, preset=p, steps=steps, patience=patience))
+        return {p: (lambda p=p: _fig3_grid(task, arch, segments, preset=p, steps=steps, patience=patience,
+                                           small=small))
                 for p in ("paper", "small", "smoke")}
 
     return Benchmark(name=name, artefact=artefact, summary=summary, grids=grids(), x="segments", line="model",
@@ -88,35 +99,42 @@ def _bench(name, artefact, summary, task, arch, segments, steps, patience, notes
 
 COPY_ARCH = {"vocab_size": 12, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 64, "d_inner": 256}
 AR_ARCH = {"vocab_size": 37, "n_layer": 6, "n_head": 4, "d_model": 64, "d_head": 32, "d_inner": 128}
+SMALL_ARCH = {"n_layer": 2, "n_head": 4, "d_model": 64, "d_head": 16, "d_inner": 128}
 
 FIG3_SPECS = {
     "fig3a": dict(
         artefact="F3a",
-        summary="Figure 3a: copy 24/48 (72 tokens), accuracy vs 1/3/6/9 segments, Baseline vs Tr-XL vs RMT",
+        summary="Figure 3a: copy 24/48 (72 tokens), accuracy vs 1/3/6/9 segments, Baseline vs MemTr vs Tr-XL vs RMT",
         task={"kind": "copy", "src_len": 24},
         arch=COPY_ARCH,
         segments=[(1, 72), (3, 24), (6, 12), (9, 8)],
         steps={1: 400_000, 3: 400_000, 6: 900_000, 9: 900_000},
         patience=8,
+        small={"task": {"src_len": 8}, "arch": {"vocab_size": 12, **SMALL_ARCH},
+               "segments": [(1, 24), (3, 8), (6, 4), (8, 3)]},
     ),
     "fig3b": dict(
         artefact="F3b",
-        summary="Figure 3b: reverse 24/24 (48 tokens), accuracy vs 1/2/4/6 segments, Baseline vs Tr-XL vs RMT",
+        summary="Figure 3b: reverse 24/24 (48 tokens), accuracy vs 1/2/4/6 segments, Baseline vs MemTr vs Tr-XL vs RMT",
         task={"kind": "reverse", "src_len": 24},
         arch=COPY_ARCH,
         segments=[(1, 48), (2, 24), (4, 12), (6, 8)],
         steps={1: 250_000, 2: 400_000, 4: 850_000, 6: 700_000},
         patience=8,
+        small={"task": {"src_len": 12}, "arch": {"vocab_size": 12, **SMALL_ARCH},
+               "segments": [(1, 24), (2, 12), (4, 6), (6, 4)]},
     ),
     "fig3c": dict(
         artefact="F3c",
         summary="Figure 3c: associative retrieval (4 pairs, 10/1), accuracy vs 1-5 segments as the CSV labels "
-        "them (the authors' torch.chunk split, PAPER.md 2.5), Baseline vs Tr-XL vs RMT",
+        "them (the authors' torch.chunk split, PAPER.md 2.5), Baseline vs MemTr vs Tr-XL vs RMT",
         task={"kind": "associative_retrieval", "segmenting": "lm_rmt_chunk"},
         arch=AR_ARCH,
         segments=[(1, 10), (2, 5), (3, 4), (4, 3), (5, 2)],
         steps={1: 400_000, 2: 1_000_000, 3: 1_000_000, 4: 1_000_000, 5: 1_000_000},
         patience=10,
+        small={"task": {}, "arch": {**AR_ARCH, "n_layer": 3, "d_head": 16},
+               "segments": [(1, 10), (2, 5), (3, 4), (4, 3), (5, 2)]},
     ),
 }
 
