@@ -86,7 +86,7 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
     )
 
 
-def _bench(name, artefact, summary, task, arch, segments, steps, patience, small, notes=None):
+def _bench(name, artefact, summary, task, arch, segments, steps, patience, small):
     def grids():
         return {p: (lambda p=p: _fig3_grid(task, arch, segments, preset=p, steps=steps, patience=patience,
                                            small=small))
@@ -94,7 +94,16 @@ def _bench(name, artefact, summary, task, arch, segments, steps, patience, small
 
     return Benchmark(name=name, artefact=artefact, summary=summary, grids=grids(), x="segments", line="model",
                      metric="test/accuracy", ordering=("RMT", "Tr-XL", "Baseline"),
-                     notes={"smoke": "smoke checks the plumbing, not the numbers", **(notes or {})})
+                     notes={"smoke": "smoke checks the plumbing, not the numbers", "small": _small_note(small)})
+
+
+def _small_note(small):
+    lengths = "/".join(str(length) for _, length in small["segments"])
+    counts = "/".join(str(n) for n, _ in small["segments"])
+    task = ", ".join(f"{k} {v}" for k, v in small["task"].items()) or "the paper's task"
+    return (f"small runs {task} in {counts} segments of {lengths} tokens with a {small['arch']['n_layer']}-layer "
+            "d_model-64 model for at most 2,500 steps; the paper column is the paper's full-size task at the same "
+            "segment count, shown for orientation only")
 
 
 COPY_ARCH = {"vocab_size": 12, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 64, "d_inner": 256}
