@@ -40,6 +40,7 @@ from rmtzoo._errors import (
     UnknownComponentError,
 )
 from rmtzoo._registry import PluginInfo, Registry, hookimpl
+from rmtzoo.heads import PoolingHead
 from rmtzoo.model import RecurrentMemoryModel, RecurrentState, SequenceOutput, StepOutput
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "Params",
     "PlacementSpec",
     "PluginInfo",
+    "PoolingHead",
     "RecurrenceSpec",
     "RecurrencePolicy",
     "RecurrentMemoryModel",

@@ -48,6 +48,7 @@ def build_model(
         capabilities=backbone_spec.capabilities_for(config.backbone.params),
         segment_length=config.segment.length,
         last_segment=config.segment.last,
+        checkpoint_activations=config.segment.checkpoint_activations,
     )
     model.attention_name = attention_spec.name
     return model.to(device) if device is not None else model

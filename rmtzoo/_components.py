@@ -32,10 +32,13 @@ class BackboneCapabilities:
     causal: the backbone honours an arbitrary boolean attention mask and is causal when given none, so
         a placement may hide keys from queries (read/write memory needs this).
     accepts_cache: ``forward`` takes a per-layer cache of past layer inputs (a Transformer-XL cache).
+    per_sample_mask: ``forward`` also takes a per-sample mask ``[B, S, C+S]`` (padding: a padded key is
+        hidden from every query); sequence classification needs this.
     """
 
     causal: bool
     accepts_cache: bool
+    per_sample_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,15 @@ class BackboneSpec:
     - ``d_model`` and ``vocab_size`` attributes;
     - ``embed(ids [B, T]) -> [B, T, D]`` input embeddings;
     - ``forward(x [B, S, D], *, mask [S, C+S] bool | None, cache list[[B, C, D]] | None)``
-      returning :class:`rmtzoo.BackboneOutput` (``hidden [B, S, D]`` and the per-layer inputs
-      ``layer_inputs``, each ``[B, S, D]``, that the next cache is built from); ``mask=None`` means the
-      backbone's natural attention (causal for a causal backbone);
-    - ``logits(hidden [B, T, D]) -> [B, T, V]`` and ``nll(hidden, targets [B, T]) -> [B, T]``.
+      returning :class:`rmtzoo.BackboneOutput` (``hidden [B, S, D]``, the per-layer inputs
+      ``layer_inputs``, each ``[B, S, D]``, that the next cache is built from, and optionally ``pooled
+      [B, D]``, the backbone's own summary of the sequence); ``mask=None`` means the backbone's natural
+      attention (causal for a causal backbone). With ``capabilities.per_sample_mask`` the mask may also be
+      ``[B, S, C+S]``; the model never hands over a row without a visible key (a query sees itself);
+    - ``logits(hidden [B, T, D]) -> [B, T, V]`` and ``nll(hidden, targets [B, T]) -> [B, T]``;
+    - optionally ``classification_head(num_labels) -> nn.Module`` whose ``forward(out: StepOutput,
+      padding_mask [B, T] bool | None) -> logits [B, num_labels]``; without it, classification tasks use
+      :class:`rmtzoo.PoolingHead`.
     """
 
     name: str
@@ -103,8 +111,8 @@ class RecurrenceSpec:
 class AttentionSpec:
     """An attention kernel. ``build(params)`` returns a callable
     ``attend(q, k, v, *, bias, mask, dropout_p, scale) -> [B, H, Q, Dh]`` with q ``[B, H, Q, Dh]``,
-    k and v ``[B, H, K, Dh]``, bias float ``[B|1, H|1, Q, K]`` or None, mask bool ``[Q, K]`` (True: may
-    attend) or None. ``available()`` returns None where the kernel runs, else the reason it cannot;
+    k and v ``[B, H, K, Dh]``, bias float ``[B|1, H|1, Q, K]`` or None, mask bool ``[Q, K]`` or, per
+    sample, ``[B, Q, K]`` (True: may attend) or None. ``available()`` returns None where the kernel runs, else the reason it cannot;
     ``auto`` picks the available kernel of highest ``priority``.
     """
 
@@ -119,7 +127,9 @@ class AttentionSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task: data and its loss and metrics. ``build(params)`` returns the task object."""
+    """A task: data and its loss and metrics. ``build(params)`` returns the task object, whose ``kind``
+    says how the trainer runs it: ``"samples"``, ``"stream"`` or ``"classification"``
+    (:class:`rmtzoo.tasks.classification.ClassificationTask`)."""
 
     name: str
     summary: str
@@ -172,12 +182,17 @@ AXES: dict[str, type] = {
 
 class BackboneOutput(tuple):
     """What ``backbone.forward`` returns: ``hidden [B, S, D]`` and ``layer_inputs`` (one ``[B, S, D]``
-    per layer: the states a Transformer-XL cache keeps; an empty tuple for a backbone without a cache)."""
+    per layer: the states a Transformer-XL cache keeps; an empty tuple for a backbone without a cache).
+    ``pooled [B, D]`` (or None) is the backbone's own summary of the sequence (an encoder's [CLS] state
+    through its pooler). It still unpacks as ``hidden, layer_inputs``."""
 
-    __slots__ = ()
+    def __new__(cls, hidden, layer_inputs=(), pooled=None):
+        out = super().__new__(cls, (hidden, tuple(layer_inputs)))
+        out.pooled = pooled
+        return out
 
-    def __new__(cls, hidden, layer_inputs=()):
-        return super().__new__(cls, (hidden, tuple(layer_inputs)))
+    def __getnewargs__(self):  # pickling and copying keep ``pooled``
+        return (self[0], self[1], self.pooled)
 
     @property
     def hidden(self):

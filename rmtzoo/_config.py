@@ -112,10 +112,16 @@ class SegmentConfig(Params):
     last: what happens to a last partial segment of a sequence whose length is not a multiple of
         ``length``: ``shorter`` processes it as a shorter segment with the same memory layout;
         ``error`` rejects such sequences.
+    checkpoint_activations: per-segment activation checkpointing while a gradient is recorded: each
+        segment's forward (and its loss) runs under ``torch.utils.checkpoint``, so BPTT through S
+        segments keeps only what crosses segment boundaries (memory, cache, outputs) and recomputes one
+        segment at a time in backward: the same gradients for about one more forward pass. Left out of
+        the dumped config (and so of ``content_hash``) while false: results do not depend on it.
     """
 
     length: PositiveInt
     last: Literal["shorter", "error"] = "shorter"
+    checkpoint_activations: bool = Field(False, exclude_if=lambda on: not on)
 
 
 class CurriculumConfig(Params):

@@ -214,15 +214,14 @@ def _load_run(args, which):
 
 def _cmd_eval(args) -> int:
     from rmtzoo.train import make_autocast
-    from rmtzoo.train._eval import evaluate_samples, evaluate_stream
+    from rmtzoo.train._eval import evaluate_task
 
     folder, config, task, model = _load_run(args, args.which)
-    fn = evaluate_samples if task.kind == "samples" else evaluate_stream
     max_batches = config.eval.max_batches if args.max_batches is None else (args.max_batches or None)
     if max_batches is not None and max_batches < 0:
         raise RmtzooError(f"--max-batches: expected 0 (whole split) or a positive count, got {args.max_batches}")
-    metrics = fn(model, task, args.split, batch_size=config.eval.batch_size, max_batches=max_batches,
-                 autocast=make_autocast(config.train.precision, next(model.parameters()).device))
+    metrics = evaluate_task(model, task, args.split, batch_size=config.eval.batch_size, max_batches=max_batches,
+                            autocast=make_autocast(config.train.precision, next(model.parameters()).device))
     print(json.dumps({"checkpoint": str(folder), "split": args.split, **metrics}, indent=2))
     return 0
 

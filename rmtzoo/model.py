@@ -2,6 +2,13 @@
 
 Recurrent state (memory, Transformer-XL cache, the BPTT window) is an explicit value: ``step`` takes a
 :class:`RecurrentState` and returns a new one; the module keeps none between calls.
+
+Padding (sequence classification): ``step(..., padding_mask=[B, T])`` hides padded keys from every query
+through a per-sample mask ``[B, S, C+S]``; cache entries made from padded positions stay hidden in later
+segments (``RecurrentState.cache_valid``), and a sample whose whole segment is padding keeps its memory
+(PAPER.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
+puts its pads between the read memory and the text, so the read memory sits further from the text than
+in the same segment without pads (HF's RMT pads BERT segments on the right instead).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from torch import nn
 
 from rmtzoo._components import BackboneCapabilities, RecurrencePolicy
 from rmtzoo._errors import InputError
+from rmtzoo.placements import self_keys
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,8 @@ class PastSegment:
     ids: torch.Tensor
     memory: torch.Tensor
     cache: tuple[torch.Tensor, ...] | None
+    padding_mask: torch.Tensor | None = None
+    cache_valid: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class RecurrentState:
     cache: per layer ``[B, C, D]``, stop-gradient (None without a cache or before the first segment).
     window: the last ``bptt_depth`` segments, replayed so a loss reaches back exactly k transitions.
     n_segments: segments processed so far.
+    cache_valid: ``[B, C]`` bool, False where a cache entry came from padding (None: every entry counts).
     """
 
     batch_size: int
@@ -39,23 +50,26 @@ class RecurrentState:
     cache: tuple[torch.Tensor, ...] | None = None
     window: tuple[PastSegment, ...] = ()
     n_segments: int = 0
+    cache_valid: torch.Tensor | None = None
 
     def detach(self) -> RecurrentState:
         """The same values with no graph: for carrying state across optimizer steps."""
         memory = None if self.memory is None else self.memory.detach()
-        return RecurrentState(self.batch_size, memory, self.cache, self.window, self.n_segments)
+        return RecurrentState(self.batch_size, memory, self.cache, self.window, self.n_segments, self.cache_valid)
 
 
 @dataclass(frozen=True)
 class StepOutput:
     """logits ``[B, T, V]`` (None when not asked for), hidden ``[B, T, D]`` at the segment positions,
-    ``written`` memory ``[B, M, D]`` (None without memory tokens), and ``nll [B, T]`` when targets were
-    given (computed inside ``forward`` so wrappers such as DDP see every parameter use)."""
+    ``written`` memory ``[B, M, D]`` (None without memory tokens), ``nll [B, T]`` when targets were
+    given (computed inside ``forward`` so wrappers such as DDP see every parameter use), and ``pooled
+    [B, D]`` when the backbone returns its own summary of the segment."""
 
     logits: torch.Tensor | None
     hidden: torch.Tensor
     written: torch.Tensor | None
     nll: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +90,15 @@ class RecurrentMemoryModel(nn.Module):
         capabilities: BackboneCapabilities,
         segment_length: int,
         last_segment: str = "shorter",
+        checkpoint_activations: bool = False,
     ) -> None:
         super().__init__()
         self.backbone, self.placement, self.policy = backbone, placement, policy
         self.capabilities = capabilities
         self.segment_length, self.last_segment = segment_length, last_segment
+        self.checkpoint_activations = checkpoint_activations
         self.vocab_size = backbone.vocab_size
+        self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
 
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> RecurrentState:
@@ -91,29 +108,67 @@ class RecurrentMemoryModel(nn.Module):
 
     # -- one segment ------------------------------------------------------------------------------
     def step(
-        self, segment_ids: torch.Tensor, state: RecurrentState, *, return_logits: bool = True, targets=None
+        self,
+        segment_ids: torch.Tensor,
+        state: RecurrentState,
+        *,
+        return_logits: bool = True,
+        targets=None,
+        padding_mask: torch.Tensor | None = None,
     ) -> tuple[StepOutput, RecurrentState]:
         """Process one segment ``[B, T]`` (T <= segment length) from ``state``; return its output and
-        the state for the next segment."""
+        the state for the next segment. ``padding_mask [B, T]`` bool (True: a real token) hides padded
+        keys; a sample whose whole segment is padding keeps its memory."""
         segment_ids = self._check_ids(segment_ids, state)
+        padding_mask = self._check_padding(padding_mask, segment_ids)
         memory_in = self._memory_to_read(state)
-        hidden, written, layer_inputs = self._run_segment(segment_ids, memory_in, state.cache)
+        hidden, written, layer_inputs, pooled, nll = self._checkpointed(
+            self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid, targets
+        )
         policy = self.policy
-        memory_out = policy.update_memory(memory_in, written) if policy.carries_memory else state.memory
-        cache_out = state.cache
+        memory_out = self._next_memory(memory_in, written, padding_mask) if policy.carries_memory else state.memory
+        cache_out, cache_valid = state.cache, state.cache_valid
         if policy.cache_len:
             cache_out = tuple(
                 (x if old is None else torch.cat([old, x], dim=1))[:, -policy.cache_len :].detach()  # [B, C', D]
                 for old, x in zip(state.cache or (None,) * len(layer_inputs), layer_inputs, strict=True)
             )
+            if padding_mask is not None or cache_valid is not None:
+                cache_valid = self._next_cache_valid(state, padding_mask, segment_ids)  # [B, C']
         window = state.window
         if policy.carries_memory and policy.bptt_depth:
-            started = PastSegment(segment_ids, memory_in.detach(), state.cache)
+            started = PastSegment(segment_ids, memory_in.detach(), state.cache, padding_mask, state.cache_valid)
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
-        nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1)
-        return StepOutput(logits, hidden, written, nll), new_state
+        new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid)
+        return StepOutput(logits, hidden, written, nll, pooled), new_state
+
+    def _next_memory(self, memory_in, written, padding_mask):
+        """The memory the next segment reads; a sample whose segment is all padding keeps ``memory_in``."""
+        memory = self.policy.update_memory(memory_in, written)
+        if padding_mask is None:
+            return memory
+        empty = ~padding_mask.any(dim=1)  # [B]
+        return torch.where(empty[:, None, None], memory_in, memory)  # [B, M, D]
+
+    def _positions_valid(self, padding_mask, n_tokens: int, batch_size: int, device):
+        """[B, R+T+W] bool: memory positions are always real, segment positions as ``padding_mask``."""
+        if padding_mask is None:
+            padding_mask = torch.ones(batch_size, n_tokens, dtype=torch.bool, device=device)
+        p = self.placement
+        read = padding_mask.new_ones(batch_size, p.n_read if p.num_memory else 0)
+        write = padding_mask.new_ones(batch_size, p.n_write if p.num_memory else 0)
+        return torch.cat([read, padding_mask, write], dim=1)  # [B, S]
+
+    def _next_cache_valid(self, state: RecurrentState, padding_mask, ids):
+        """Which entries of the next cache came from real positions; an all-padding segment adds none."""
+        b, t = ids.shape
+        new = self._positions_valid(padding_mask, t, b, ids.device)  # [B, S]
+        if padding_mask is not None:
+            new = new & padding_mask.any(dim=1, keepdim=True)
+        n_old = 0 if state.cache is None else state.cache[0].shape[1]
+        old = state.cache_valid if state.cache_valid is not None else new.new_ones(b, n_old)
+        return torch.cat([old, new], dim=1)[:, -self.policy.cache_len :]  # [B, C']
 
     def _memory_to_read(self, state: RecurrentState) -> torch.Tensor | None:
         """The memory this segment reads, with gradient through exactly ``bptt_depth`` transitions.
@@ -131,11 +186,30 @@ class RecurrentMemoryModel(nn.Module):
             return memory.detach()
         memory = state.window[0].memory
         for past in state.window:
-            _, written, _ = self._run_segment(past.ids, memory, past.cache)
-            memory = self.policy.update_memory(memory, written)
+            _, written, _, _ = self._checkpointed(
+                self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
+            )
+            memory = self._next_memory(memory, written, past.padding_mask)
         return memory
 
-    def _run_segment(self, ids, memory, cache):
+    def _checkpointed(self, fn, *args):
+        """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
+        ``torch.utils.checkpoint``: only the segment's inputs and outputs (memory, hidden states, nll) are
+        kept, its activations are recomputed in backward with the same dropout masks (RNG state restored),
+        so BPTT over S segments holds S segment boundaries plus one segment's activations."""
+        if not (self.checkpoint_activations and torch.is_grad_enabled()):
+            return fn(*args)
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, *args, use_reentrant=False)
+
+    def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
+        """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
+        hidden, written, layer_inputs, pooled = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
+        nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
+        return hidden, written, layer_inputs, pooled, nll
+
+    def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
         n_cache = 0 if cache is None else cache[0].shape[1]
         inputs = self.placement.assemble(memory, tokens)  # [B, R+T+W, D]
@@ -146,9 +220,16 @@ class RecurrentMemoryModel(nn.Module):
             memory_reads_cache=self.policy.memory_reads_cache,
             device=tokens.device,
         )
+        if padding_mask is not None or cache_valid is not None:
+            b, s = inputs.shape[:2]
+            if cache_valid is None:
+                cache_valid = torch.ones(b, n_cache, dtype=torch.bool, device=tokens.device)
+            keys = torch.cat([cache_valid, self._positions_valid(padding_mask, ids.shape[1], b, tokens.device)], 1)
+            # padded keys hidden from every query; each query keeps its own key, so no row is empty
+            mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
         out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs
+        return hidden, written, out.layer_inputs, getattr(out, "pooled", None)
 
     # -- whole sequences --------------------------------------------------------------------------
     def split_segments(self, ids: torch.Tensor) -> list[torch.Tensor]:
@@ -167,23 +248,56 @@ class RecurrentMemoryModel(nn.Module):
         return list(ids.split(self.segment_length, dim=1))
 
     def forward_sequence(
-        self, ids: torch.Tensor, state: RecurrentState | None = None, *, return_logits: bool = True
+        self,
+        ids: torch.Tensor,
+        state: RecurrentState | None = None,
+        *,
+        return_logits: bool = True,
+        padding_mask: torch.Tensor | None = None,
     ) -> SequenceOutput:
         """Logits ``[B, N, V]`` for every position of ``ids [B, N]``, processed segment by segment."""
         segments = self.split_segments(ids)
+        masks = [None] * len(segments) if padding_mask is None else list(self._check_padding(padding_mask, ids).split(self.segment_length, dim=1))
         state = self.initial_state(ids.shape[0]) if state is None else state
         outputs = []
-        for segment in segments:
-            out, state = self.step(segment, state, return_logits=return_logits)
+        for segment, mask in zip(segments, masks, strict=True):
+            out, state = self.step(segment, state, return_logits=return_logits, padding_mask=mask)
             outputs.append(out.logits if return_logits else out.hidden)
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
-    def forward(self, ids, state=None, *, step: bool = False, return_logits: bool = True, targets=None):
-        """``forward_sequence`` (or ``step`` with ``step=True``), so wrappers such as DDP that only
-        intercept ``forward`` see every call."""
+    def classify(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (PAPER.md 1.8): cut into
+        segments from the right (a partial segment comes first), every sample from the initial memory,
+        the gradient through every segment, the output from the last segment only. A segment that is
+        padding for every sample is skipped (the model would leave every memory unchanged anyway)."""
+        if self.classifier is None:
+            raise InputError("this model has no classifier; build it for a classification task (prepare_model)")
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.shape[1] == 0:
+            raise InputError(f"ids must be a non-empty [batch, tokens] tensor, got {_describe(ids)}")
+        n, length = ids.shape[1], self.segment_length
+        if padding_mask is not None:
+            padding_mask = self._check_padding(padding_mask, ids)
+        bounds = [(max(0, end - length), end) for end in range(n, 0, -length)][::-1]
+        state, out, last_mask = self.initial_state(ids.shape[0]), None, None
+        for k, (start, end) in enumerate(bounds):
+            mask = None if padding_mask is None else padding_mask[:, start:end]
+            if mask is not None and k + 1 < len(bounds) and not bool(mask.any()):
+                continue  # a leading segment that is empty in every sample
+            out, state = self.step(ids[:, start:end], state, return_logits=False, padding_mask=mask)
+            last_mask = mask
+        return self.classifier(out, last_mask)  # [B, num_labels]
+
+    def forward(
+        self, ids, state=None, *, step: bool = False, return_logits: bool = True, targets=None, padding_mask=None,
+        classify: bool = False,
+    ):
+        """``forward_sequence`` (or ``step`` with ``step=True``, ``classify`` with ``classify=True``), so
+        wrappers such as DDP that only intercept ``forward`` see every call."""
+        if classify:
+            return self.classify(ids, padding_mask)
         if step:
-            return self.step(ids, state, return_logits=return_logits, targets=targets)
-        return self.forward_sequence(ids, state, return_logits=return_logits)
+            return self.step(ids, state, return_logits=return_logits, targets=targets, padding_mask=padding_mask)
+        return self.forward_sequence(ids, state, return_logits=return_logits, padding_mask=padding_mask)
 
     # -- input checks -----------------------------------------------------------------------------
     def _check_ids(self, ids, state: RecurrentState) -> torch.Tensor:
@@ -207,6 +321,21 @@ class RecurrentMemoryModel(nn.Module):
             bad = lo if lo < 0 else hi
             raise InputError(f"token id {bad} is outside the vocabulary [0, {self.vocab_size})")
         return ids.long()
+
+
+    def _check_padding(self, padding_mask, ids: torch.Tensor) -> torch.Tensor | None:
+        """None, or ``padding_mask`` as bool ``[B, T]`` matching ``ids``; None when nothing is padded."""
+        if padding_mask is None:
+            return None
+        if not self.capabilities.per_sample_mask:
+            raise InputError("padding_mask needs a backbone whose capabilities have per_sample_mask = True")
+        if not isinstance(padding_mask, torch.Tensor) or padding_mask.shape != ids.shape:
+            raise InputError(f"padding_mask must be a tensor of the ids' shape {tuple(ids.shape)}, got {_describe(padding_mask)}")
+        if padding_mask.dtype != torch.bool:
+            if padding_mask.dtype.is_floating_point or padding_mask.dtype.is_complex:
+                raise InputError(f"padding_mask must be bool (True: a real token), got dtype {padding_mask.dtype}")
+            padding_mask = padding_mask != 0
+        return padding_mask.to(ids.device)
 
 
 def _describe(value) -> str:

@@ -107,6 +107,13 @@ def layout_mask(n_read: int, n_tokens: int, n_write: int, n_cache: int, *, causa
     return mask
 
 
+def self_keys(n_queries: int, n_cache: int, *, device=None) -> torch.Tensor:
+    """Bool ``[S, C+S]``, True at each query's own key (query i sits at key C+i). OR-ed into a per-sample
+    padding mask so that no query is left without a key (a softmax over no key is NaN)."""
+    keys = torch.arange(n_cache + n_queries, device=device)
+    return keys[None] == torch.arange(n_queries, device=device)[:, None] + n_cache
+
+
 @hookimpl
 def rmtzoo_register_memory_placements(register):
     register(

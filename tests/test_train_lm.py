@@ -135,4 +135,7 @@ def test_two_process_ddp_stream_training_equals_one_process(tmp_path):
     one = load_file(str(tmp_path / "single/checkpoints/step-00000008/model.safetensors"))
     two = load_file(str(tmp_path / "rank0/checkpoints/step-00000008/model.safetensors"))
     for k in one:
-        torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=k)
+        # Summation order differs between a batch of 4 and two of 2 (roundoff ~1e-9 in a gradient); Adam at
+        # lr 1e-2 turns that into up to ~1e-6 where a gradient is near zero (measured 1.2e-6 on r_net after
+        # 8 steps). A real mismatch (wrong rows, state or averaging) moves weights by ~lr = 1e-2 per step.
+        torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-5, msg=k)

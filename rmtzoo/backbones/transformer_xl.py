@@ -8,7 +8,9 @@ additive bias, so any kernel that takes a bias (SDPA, xformers, eager) computes 
 Deviation from LM-RMT, on purpose: relative distances are signed. LM-RMT encodes distances
 klen-1 .. 0 and its ``_rel_shift`` hands keys to the *right* of a query (write memory reading later
 write memory, the encoder's bidirectional attention) wrapped-around values; here a key at distance
-``d < 0`` gets the sinusoid of ``d``.
+``d < 0`` gets the sinusoid of ``d``. The position term is still computed with a skew (:func:`rel_shift`,
+views only, no gather), over distances ``C+S-1 .. -A`` where A is the furthest any query may look to
+its right under the mask (A = 1 for a plain causal segment, ``m - 1`` for RMT's write memory; at least 1).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 from rmtzoo._components import BackboneCapabilities, BackboneOutput, BackboneSpec, Params
 from rmtzoo._registry import hookimpl
 from rmtzoo.backbones._adaptive import AdaptiveSoftmaxHead
+from rmtzoo.placements import self_keys
 
 
 class TransformerXLParams(Params):
@@ -69,7 +72,7 @@ class RelativeAttentionLayer(nn.Module):
         self.ff_norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(p.dropout)
 
-    def forward(self, x, *, cache, pos_emb, rel_index, r_w_bias, r_r_bias, mask):
+    def forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask):
         b, s, _ = x.shape
         h, dh = self.n_head, self.d_head
         keys_in = x if cache is None else torch.cat([cache, x], dim=1)  # [B, K, D]
@@ -77,10 +80,10 @@ class RelativeAttentionLayer(nn.Module):
             keys_in = self.attn_norm(keys_in)
         q, k, v = self.qkv_net(keys_in).view(b, -1, 3, h, dh).unbind(2)  # 3 x [B, K, H, Dh]
         q, k, v = q[:, -s:].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S|K, Dh]
-        r = self.r_net(pos_emb).view(-1, h, dh)  # [P, H, Dh]
         scale = dh**-0.5
-        position = torch.einsum("bhqd,phd->bhqp", q + r_r_bias[:, None], r)  # [B, H, S, P]
-        bias = position.gather(-1, rel_index.expand(b, h, -1, -1)) * scale  # [B, H, S, K]
+        r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
+        position = torch.matmul(q + r_r_bias[:, None], r.permute(1, 2, 0))  # [B, H, S, P]
+        bias = rel_shift(position, k.shape[2])  # [B, H, S, K]
         dropout_p = self.dropatt if self.training else 0.0
         out = self.attention(q + r_w_bias[:, None], k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=scale)
         out = self.drop(self.o_net(out.transpose(1, 2).reshape(b, s, h * dh)))  # [B, S, D]
@@ -114,7 +117,7 @@ class TransformerXL(nn.Module):
             self.out = nn.Linear(p.d_model, p.vocab_size)
             if p.tie_weights:
                 self.out.weight = self.word_emb.weight
-        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple, torch.Tensor] = {}
         self._init(p.init_std)
 
     def _init(self, std: float) -> None:
@@ -131,13 +134,16 @@ class TransformerXL(nn.Module):
         return self.word_emb(ids) * self.emb_scale  # [B, T, D]
 
     def forward(self, x: torch.Tensor, *, mask=None, cache=None) -> BackboneOutput:
-        """x [B, S, D], mask [S, C+S] bool or None, cache: n_layer x [B, C, D] -> hidden [B, S, D]."""
+        """x [B, S, D], mask [S, C+S] or per sample [B, S, C+S] bool or None, cache: n_layer x [B, C, D]
+        -> hidden [B, S, D]."""
         s = x.shape[1]
         c = 0 if cache is None else cache[0].shape[1]
         if mask is None and self.causal:
             mask = torch.ones(s, c + s, dtype=torch.bool, device=x.device).tril(c)
-        pos_emb, rel_index = self._relative_tables(s, c, x.device, x.dtype)
-        pos_emb = self.drop(pos_emb)
+        elif mask is not None and mask.dim() == 3:
+            # a query always sees itself, so a fully padded row never softmaxes over no key (NaN)
+            mask = mask | self_keys(s, c, device=x.device)  # [B, S, C+S]
+        pos_emb = self.drop(self._relative_table(s, c, _lookahead(mask, s, c), x.device, x.dtype))
         hidden = self.drop(x)
         layer_inputs = []
         for i, layer in enumerate(self.layers):
@@ -146,7 +152,6 @@ class TransformerXL(nn.Module):
                 hidden,
                 cache=None if cache is None or c == 0 else cache[i],
                 pos_emb=pos_emb,
-                rel_index=rel_index,
                 r_w_bias=self.r_w_bias,
                 r_r_bias=self.r_r_bias,
                 mask=mask,
@@ -170,22 +175,44 @@ class TransformerXL(nn.Module):
         return flat.view(b, t)
 
     # -- relative positions -----------------------------------------------------------------------
-    def _relative_tables(self, s: int, c: int, device, dtype):
-        """Sinusoids for signed distances (C+S-1 .. -(S-1)) and, per (query, key), the row to read.
-
-        Built once per (S, C) and reused; query i sits at absolute position C+i, key j at j.
-        """
-        key = (s, c, str(device), dtype)
-        tables = self._tables.get(key)
-        if tables is None:
-            distances = torch.arange(c + s - 1, -s, -1.0, device=device)  # [P], P = C+2S-1
+    def _relative_table(self, s: int, c: int, ahead: int, device, dtype) -> torch.Tensor:
+        """Sinusoids ``[P, D]`` for the signed distances C+S-1 .. -ahead (P = C+S+ahead), the layout
+        :func:`rel_shift` reads. Built once per (S, C, ahead) and reused; query i sits at absolute
+        position C+i, key j at j."""
+        key = (s, c, ahead, str(device), dtype)
+        table = self._tables.get(key)
+        if table is None:
+            distances = torch.arange(c + s - 1, -ahead - 1, -1.0, device=device)  # [P]
             angles = distances[:, None] * self.inv_freq.to(device)[None]  # [P, D/2]
-            pos_emb = torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)  # [P, D]
-            i = torch.arange(s, device=device)[:, None]
-            j = torch.arange(c + s, device=device)[None]
-            rel_index = (s - 1 - i + j)[None, None]  # [1, 1, S, K]: row of distance (C+i)-j
-            tables = self._tables[key] = (pos_emb, rel_index)
-        return tables
+            table = self._tables[key] = torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)  # [P, D]
+        return table
+
+
+def rel_shift(position: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """Transformer-XL's skew, exact for every key a query may attend to.
+
+    position ``[..., S, P]`` holds, for query i, the term of distances C+S-1 .. C+S-P (column p is
+    distance C+S-1-p); the result ``[..., S, K]`` holds at (i, j) the term of distance C+i-j, i.e.
+    column S-1-i+j, which sits at flat offset ``S-1 + i*(P-1) + j`` of the ``[S, P]`` block: a slice and
+    two views, so backward is one zero-filled copy instead of a gather's scatter-add. Needs K < P. A key
+    further right of its query than the table's furthest negative distance (C+S-P) reads a neighbouring
+    row's value: such keys must be masked, which :func:`_lookahead` guarantees.
+    """
+    *lead, s, p = position.shape
+    flat = position.reshape(*lead, s * p)  # [..., S*P]
+    return flat[..., s - 1 : s - 1 + s * (p - 1)].view(*lead, s, p - 1)[..., :n_keys]  # [..., S, K]
+
+
+def _lookahead(mask, s: int, c: int) -> int:
+    """The furthest any query looks to the right of its own position under ``mask`` (``[..., S, C+S]``
+    bool, True: may attend; None: every key), at least 1 so :func:`rel_shift` has its spare column.
+    The full S-1 under ``torch.compile``, which would otherwise break the graph on ``.item()``."""
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    if mask is None or compiling:
+        return max(s - 1, 1)
+    allowed = mask.reshape(-1, *mask.shape[-2:]).any(0)  # [S, K]
+    ahead = torch.arange(c + s, device=mask.device)[None] - torch.arange(s, device=mask.device)[:, None] - c
+    return max(int(ahead.masked_fill(~allowed, 0).max()), 1)  # ahead[i, j] = j - (C+i)
 
 
 @hookimpl
@@ -197,7 +224,7 @@ def rmtzoo_register_backbones(register):
             summary="the paper's Transformer-XL decoder (relative positions, tied embeddings, adaptive softmax option)",
             params=TransformerXLParams,
             build=lambda p, *, attention: TransformerXL(p, attention=attention, causal=True),
-            capabilities=BackboneCapabilities(causal=True, accepts_cache=True),
+            capabilities=BackboneCapabilities(causal=True, accepts_cache=True, per_sample_mask=True),
             test_params=tiny,
         )
     )
@@ -207,7 +234,7 @@ def rmtzoo_register_backbones(register):
             summary="bidirectional Transformer-XL encoder (relative positions) for shared-memory experiments",
             params=TransformerXLParams,
             build=lambda p, *, attention: TransformerXL(p, attention=attention, causal=False),
-            capabilities=BackboneCapabilities(causal=False, accepts_cache=False),
+            capabilities=BackboneCapabilities(causal=False, accepts_cache=False, per_sample_mask=True),
             test_params=tiny,
         )
     )

@@ -1,5 +1,6 @@
 """Evaluation: per-character accuracy with greedy decoding (no teacher forcing) when the answer spans
-segments, exact-answer accuracy, and perplexity / bits per character over a whole evaluation stream."""
+segments, exact-answer accuracy, perplexity / bits per character over a whole evaluation stream, and
+accuracy and F1 of sequence classification."""
 
 from __future__ import annotations
 
@@ -88,3 +89,34 @@ def evaluate_stream(model, task, split: str, *, batch_size: int, max_batches: in
         total_tokens += nll.numel()
     mean = total_nll / max(total_tokens, 1)
     return {"loss": mean, task.metric: stream_metric(total_nll, total_tokens, task.metric), "tokens": total_tokens}
+
+
+@torch.no_grad()
+def evaluate_classification(model, task, split: str, *, batch_size: int, max_batches: int | None, autocast) -> dict:
+    """Cross-entropy, accuracy and positive-class F1 (plus precision, recall) over a split."""
+    from rmtzoo.tasks.classification import classification_metrics
+
+    model.eval()
+    ids, padding_mask, labels = task.tensors(split, model.segment_length)
+    device = next(model.parameters()).device
+    n_batches = math.ceil(len(ids) / batch_size)
+    if max_batches is not None:
+        n_batches = min(n_batches, max_batches)
+    total_loss, predictions, seen = 0.0, [], []
+    for i in range(n_batches):
+        rows = slice(i * batch_size, (i + 1) * batch_size)
+        y = labels[rows].to(device)
+        with autocast():
+            logits = model.classify(ids[rows].to(device), padding_mask[rows].to(device)).float()  # [B, K]
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        predictions.append(logits.argmax(-1).cpu())
+        seen.append(y.cpu())
+    predictions, seen = torch.cat(predictions), torch.cat(seen)
+    metrics = classification_metrics(predictions, seen)
+    return {"loss": total_loss / max(len(seen), 1), **metrics, "samples": len(seen)}
+
+
+def evaluate_task(model, task, split: str, **kwargs) -> dict:
+    """The evaluation that fits ``task.kind``: samples, stream or classification."""
+    fn = {"samples": evaluate_samples, "stream": evaluate_stream, "classification": evaluate_classification}[task.kind]
+    return fn(model, task, split, **kwargs)

@@ -1,6 +1,11 @@
-"""The trainer: one loop for sample tasks (memory starts fresh per sample, full BPTT inside a sample)
-and stream tasks (Transformer-XL's ordered iterator; memory and cache carried across steps, truncated
-BPTT of depth k through the model's replay window).
+"""The trainer: one loop for sample tasks (memory starts fresh per sample, full BPTT inside a sample),
+classification tasks (the same, with the loss on the last segment's class logits) and stream tasks
+(Transformer-XL's ordered iterator; memory and cache carried across steps, truncated BPTT of depth k
+through the model's replay window).
+
+The best checkpoint is the one with the lowest validation loss, except for classification, where it is
+the highest validation score of the task's metric (F1 for Hyperpartisan, as the paper kept the best
+validation F1, PAPER.md 4).
 
 Runs the same under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU): each process takes its rows of the
 global batch, and a rank-0-only side writes logs and checkpoints.
@@ -26,7 +31,7 @@ from rmtzoo._errors import ConfigError, RmtzooError
 from rmtzoo._io import atomic_write_text
 from rmtzoo._registry import Registry
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from rmtzoo.train._eval import IGNORE_INDEX, evaluate_samples, evaluate_stream
+from rmtzoo.train._eval import IGNORE_INDEX, evaluate_task
 from rmtzoo.train._loggers import Progress
 
 
@@ -45,6 +50,17 @@ def prepare_model(config: ExperimentConfig, task, registry: Registry, *, n_segme
     model = build_model(config, registry=registry)
     if model.vocab_size < task.vocab_size:
         raise ConfigError(f"backbone.vocab_size: {model.vocab_size} is smaller than task {task.name!r}'s {task.vocab_size}")
+    if task.kind == "classification":
+        if not model.capabilities.per_sample_mask:
+            raise ConfigError(
+                f"backbone.kind: {config.backbone.kind!r} cannot run classification task {task.name!r}: it needs the "
+                "per_sample_mask capability (a per-sample padding mask), which this backbone does not declare"
+            )
+        from rmtzoo.heads import build_classifier
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1)
+            model.classifier = build_classifier(model, task.num_labels)
     if task.kind == "samples":
         length = task.sequence_length // n_segments if n_segments else config.segment.length
         try:
@@ -123,7 +139,8 @@ class Trainer:
 
             # In a stream, once BPTT-k's window has slid past the first segment the learned initial memory
             # gets no gradient, so DDP must look for unused parameters there.
-            self.ddp = DistributedDataParallel(self.model, find_unused_parameters=self.task.kind == "stream")
+            # (Classification never uses the LM head.)
+            self.ddp = DistributedDataParallel(self.model, find_unused_parameters=self.task.kind != "samples")
 
     # -- helpers ----------------------------------------------------------------------------------
     def _curriculum_segments(self) -> int | None:
@@ -140,15 +157,16 @@ class Trainer:
         return tensor[self.rank * per : (self.rank + 1) * per]
 
     def _sample_batch(self, step: int):
-        inputs, labels = self.train_tensors
+        """This process's rows of step ``step``'s batch of every train tensor (a new permutation per epoch)."""
+        tensors = self.train_tensors
         b = self.config.train.batch_size
-        per_epoch = max(1, len(inputs) // b)
+        per_epoch = max(1, len(tensors[0]) // b)
         epoch, i = divmod(step, per_epoch)
         if getattr(self, "_epoch", None) != epoch:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._perm, self._epoch = torch.randperm(len(inputs), generator=g), epoch
+            self._perm, self._epoch = torch.randperm(len(tensors[0]), generator=g), epoch
         idx = self._perm[i * b : (i + 1) * b]
-        return self._rows(inputs[idx]).to(self.device), self._rows(labels[idx]).to(self.device)
+        return tuple(self._rows(t[idx]).to(self.device) for t in tensors)
 
     def _stream_batch(self):
         from rmtzoo.tasks.lm import ordered_streams
@@ -169,6 +187,11 @@ class Trainer:
                 logits = self._forward(x).logits  # [B, T, V]
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
             return loss, x.numel()
+        if self.task.kind == "classification":
+            x, padding_mask, y = self._sample_batch(self.step)
+            with self.autocast():
+                logits = self._forward(x, padding_mask=padding_mask, classify=True)  # [B, num_labels]
+            return F.cross_entropy(logits.float(), y), int(padding_mask.sum())
         x, y = self._stream_batch()
         state = self.stream_state or self.model.initial_state(x.shape[0])
         with self.autocast():
@@ -179,8 +202,8 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         ev = self.config.eval
-        fn = evaluate_samples if self.task.kind == "samples" else evaluate_stream
-        metrics = fn(self.model, self.task, split, batch_size=ev.batch_size, max_batches=ev.max_batches, autocast=self.autocast)
+        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=ev.max_batches,
+                                autocast=self.autocast)
         self.model.train()
         return metrics
 
@@ -237,6 +260,8 @@ class Trainer:
         cfg = self.config.train
         if self.task.kind == "samples":
             self.train_tensors = self.task.tensors("train")
+        elif self.task.kind == "classification":
+            self.train_tensors = self.task.tensors("train", self.model.segment_length)
         torch.manual_seed(self.config.seed + self.rank)
         random.seed(self.config.seed)
         if not (resume and self.resume()) and self.rank == 0:
@@ -295,9 +320,10 @@ class Trainer:
         """Evaluate, keep the best checkpoint, step the plateau schedule; True to stop early."""
         metrics = self.evaluate("valid")
         key = "accuracy" if self.task.kind == "samples" else self.task.metric
-        improved = metrics["loss"] < self.best
+        score = -metrics[key] if self.task.kind == "classification" else metrics["loss"]  # lower is better
+        improved = score < self.best
         if improved:
-            self.best = metrics["loss"]
+            self.best = score
         if self.plateau is not None:
             self.plateau.step(metrics["loss"])
         c = self.config.train.curriculum
@@ -317,7 +343,8 @@ class Trainer:
             return False
         at_last_stage = c is None or self.curriculum_index + 1 == len(c.segments)
         stop = self.config.train.stop_at
-        return bool(stop is not None and at_last_stage and metrics.get("accuracy", 0.0) >= stop)
+        reached = metrics.get(key if self.task.kind == "classification" else "accuracy", 0.0)
+        return bool(stop is not None and at_last_stage and reached >= stop)
 
     def _test(self) -> dict:
         folder = find_checkpoint(self.run_dir, which="best") or find_checkpoint(self.run_dir)

@@ -24,7 +24,8 @@ PRIORITY = 20
 def layout_bias(mask, bias=None, *, dtype=None):
     """What to hand xformers as ``attn_bias`` for a layout mask and an optional dense bias.
 
-    mask: bool ``[Q, K]`` (True: may attend) or None; bias: float ``[B|1, H|1, Q, K]`` or None.
+    mask: bool ``[Q, K]`` or per sample ``[B, Q, K]`` (True: may attend; a batch with padding) or None;
+    bias: float ``[B|1, H|1, Q, K]`` or None.
     Returns one of
     - None: nothing is masked and there is no bias;
     - an xformers causal bias object: the mask is plain causal from the bottom right (a segment over its
@@ -36,13 +37,15 @@ def layout_bias(mask, bias=None, *, dtype=None):
     dtype = dtype or (bias.dtype if bias is not None else torch.float32)
     if mask is None or bool(mask.all()):
         return None if bias is None else _aligned(bias.to(dtype))
-    if bias is None and _is_bottom_right_causal(mask):
+    if mask.dim() == 3:  # per-sample (padding): one [Q, K] mask per batch row, broadcast over heads
+        mask = mask[:, None]  # [B, 1, Q, K]
+    elif bias is None and _is_bottom_right_causal(mask):
         from xformers.ops.fmha import attn_bias as xb  # lazy: see the module docstring
 
         if mask.shape[0] == mask.shape[1]:
             return xb.LowerTriangularMask()  # the classic top-left form: every xformers operator takes it
         return xb.LowerTriangularFromBottomRightMask()
-    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)  # [Q, K]
+    additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)  # [Q, K] or [B, 1, Q, K]
     additive = additive.masked_fill(~mask, float("-inf"))
     return _aligned(additive if bias is None else bias.to(dtype) + additive)  # [B|1, H|1, Q, K] or [Q, K]
 
@@ -67,7 +70,7 @@ def _aligned(t):
 
 
 def xformers_attention(q, k, v, *, bias=None, mask=None, dropout_p=0.0, scale=None):
-    """q [B, H, Q, Dh], k/v [B, H, K, Dh], bias [B|1, H|1, Q, K], mask [Q, K] -> [B, H, Q, Dh]."""
+    """q [B, H, Q, Dh], k/v [B, H, K, Dh], bias [B|1, H|1, Q, K], mask [Q, K] or [B, Q, K] -> [B, H, Q, Dh]."""
     from xformers.ops import memory_efficient_attention  # lazy: see the module docstring
 
     b, h, nq, _ = q.shape

@@ -79,6 +79,21 @@ def test_plain_causal_layout_uses_xformers_bias_class(xformers_importable, n_cac
     assert layout_bias(_mask("none", n_cache, False, False)) is None  # nothing masked: no bias at all
 
 
+@pytest.mark.parametrize("with_bias", [False, True], ids=["mask-only", "mask+bias"])
+def test_per_sample_padding_mask_is_dense_per_row(with_bias):
+    """A batch with padding gives one mask per sample [B, Q, K]: a dense [B, 1, Q, K] additive bias."""
+    layout = _mask("read_write", C, True, False)  # [S, C+S]
+    masks = layout.expand(2, *layout.shape).clone()  # [2, S, C+S]
+    masks[1, :, C + M] = False  # sample 1: its first segment token is padding
+    bias = torch.randn(2, 2, *layout.shape) if with_bias else None  # [B, H, S, C+S]
+    expected = torch.zeros(masks.shape).masked_fill(~masks, float("-inf"))[:, None]  # [B, 1, S, C+S]
+    if bias is not None:
+        expected = expected + bias
+    got = layout_bias(masks, bias)
+    assert isinstance(got, torch.Tensor) and torch.equal(got, expected)
+    assert got.stride(-1) == 1 and got.stride(-2) % 8 == 0
+
+
 def test_dense_bias_keeps_gradient():
     mask = _mask("read_write", C, True, True)  # [S, C+S]
     bias = torch.randn(1, 2, *mask.shape, requires_grad=True)  # [1, H, S, C+S]
