@@ -17,8 +17,19 @@ FAMILIES = [
     ("hf_encoder", "deberta-v2"),
     ("hf_decoder", "gpt2"),
     ("hf_decoder", "llama"),
+    ("hf_t5", "t5"),
 ]
 IDS = [f"{k}-{t}" for k, t in FAMILIES]
+BACKBONES = [
+    "hf_encoder",
+    "hf_decoder",
+    "hf_t5",
+    "hf_bert",
+    "hf_roberta",
+    "hf_deberta_v2",
+    "hf_gpt2",
+    "hf_llama",
+]
 F64 = torch.float64
 
 
@@ -39,19 +50,22 @@ def config(kind, model_type, *, memory=None, recurrence=None, **backbone):
 
 
 def test_backbones_come_from_the_entry_point(registry):
-    names = registry.names("backbones")
-    assert {"hf_encoder", "hf_decoder"} <= set(names)
+    names = set(registry.names("backbones"))
+    assert set(BACKBONES) <= names
     plugin = next(p for p in registry.plugins() if p.name == "hf")
     assert plugin.source == "entry point"
-    caps = {n: registry.get("backbones", n).capabilities for n in ("hf_encoder", "hf_decoder")}
-    assert caps["hf_encoder"] == rmtzoo.BackboneCapabilities(causal=False, accepts_cache=False)
-    assert caps["hf_decoder"] == rmtzoo.BackboneCapabilities(causal=True, accepts_cache=False)
+    for name in BACKBONES:
+        caps = registry.get("backbones", name).capabilities
+        assert caps.causal == (name in ("hf_decoder", "hf_gpt2", "hf_llama")), name
+        assert caps.accepts_cache is False
+        assert getattr(caps, "per_sample_mask", True) is True
 
 
 @pytest.mark.parametrize(("kind", "model_type"), FAMILIES, ids=IDS)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_plain_model_logits_equal_the_hf_forward(registry, kind, model_type, attn):
-    """placement none, recurrence none: each segment's logits are the HF model's own logits on its ids."""
+    """placement none, recurrence none: each segment's logits are the HF model's own logits on its ids
+    (encoders: on ``[CLS] ids [SEP]``, the specials' positions left out)."""
     model = rmtzoo.build_model(config(kind, model_type, attn_implementation=attn), registry=registry)
     model = model.to(F64).eval()
     # RoBERTa numbers positions from input_ids skipping padding (id 1); through inputs_embeds every
@@ -60,8 +74,20 @@ def test_plain_model_logits_equal_the_hf_forward(registry, kind, model_type, att
     ids = torch.randint(low, model.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
     out = model.forward_sequence(ids).logits
     hf = model.backbone.hf
-    expected = torch.cat([hf(input_ids=seg).logits for seg in ids.split(4, dim=1)], dim=1)
+    if kind == "hf_encoder":
+        expected = torch.cat([hf(input_ids=wrap(seg)).logits[:, 1:-1] for seg in ids.split(4, dim=1)], dim=1)
+    elif kind == "hf_t5":  # the tied LM head on encoder states, with T5's d_model ** -0.5 rescaling
+        states = [hf.encoder(input_ids=seg).last_hidden_state for seg in ids.split(4, dim=1)]
+        expected = hf.lm_head(torch.cat(states, dim=1) * hf.config.d_model**-0.5)
+    else:
+        expected = torch.cat([hf(input_ids=seg).logits for seg in ids.split(4, dim=1)], dim=1)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+def wrap(ids, cls=2, sep=3):
+    """``[CLS] ids [SEP]`` with the tiny encoders' special ids."""
+    b = ids.shape[0]
+    return torch.cat([torch.full((b, 1), cls), ids, torch.full((b, 1), sep)], dim=1)
 
 
 @pytest.mark.parametrize(("kind", "model_type"), FAMILIES, ids=IDS)
@@ -92,7 +118,7 @@ def test_arbitrary_mask_is_respected(registry, kind, model_type):
 
 
 def _layers(model_type):
-    return "n_layer" if model_type == "gpt2" else "num_hidden_layers"
+    return {"gpt2": "n_layer", "t5": "num_layers"}.get(model_type, "num_hidden_layers")
 
 
 @pytest.mark.parametrize(("kind", "model_type"), FAMILIES, ids=IDS)
@@ -117,8 +143,13 @@ def test_local_directory_loads_offline(registry, kind, model_type, tmp_path, mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     first = rmtzoo.build_model(config(kind, model_type), registry=registry).eval()
     first.backbone.hf.save_pretrained(tmp_path / "tiny")
+    specials = rmtzoo_hf._tiny.TINY_SPECIALS if kind == "hf_encoder" else {}  # no tokenizer saved
     loaded = rmtzoo.build_model(
-        {"backbone": {"kind": kind, "model": str(tmp_path / "tiny")}, "segment": {"length": 4}, "seed": 7},
+        {
+            "backbone": {"kind": kind, "model": str(tmp_path / "tiny"), **specials},
+            "segment": {"length": 4},
+            "seed": 7,
+        },
         registry=registry,
     ).eval()
     assert loaded.backbone.model_type == model_type
@@ -126,8 +157,9 @@ def test_local_directory_loads_offline(registry, kind, model_type, tmp_path, mon
     with torch.no_grad():
         torch.testing.assert_close(loaded.forward_sequence(ids).logits, first.forward_sequence(ids).logits)
     # model_type, when given, is checked against what was loaded
-    other = "gpt2" if model_type != "gpt2" else "llama"
-    bad = {"kind": kind, "model": str(tmp_path / "tiny"), "model_type": model_type}
+    other = {"hf_encoder": "roberta", "hf_decoder": "llama", "hf_t5": "mt5"}[kind]
+    other = "bert" if other == model_type else other
+    bad = {"kind": kind, "model": str(tmp_path / "tiny"), "model_type": model_type, **specials}
     rmtzoo.load_config({"backbone": bad, "segment": {"length": 4}}, registry=registry)
     with pytest.raises(rmtzoo.ConfigError):
         rmtzoo.build_model(
