@@ -5,6 +5,11 @@ Needs the ``rmtzoo-benchmarks`` distribution (``pip install -e benchmarks``) for
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,7 +141,7 @@ def test_run_writes_one_result_per_cell_and_a_rerun_skips_them(tmp_path, capsys)
     assert main(args) == 0
     folder = tmp_path / "fig3a" / "smoke"
     files = result_files(folder)
-    assert len(files) == 3  # Baseline, Tr-XL, RMT at 3 segments
+    assert len(files) == 4  # Baseline, MemTr, Tr-XL, RMT at 3 segments
     models = set()
     for path in files:
         record = json.loads(path.read_text())
@@ -148,14 +153,14 @@ def test_run_writes_one_result_per_cell_and_a_rerun_skips_them(tmp_path, capsys)
         assert {"platform", "cpu", "gpu"} <= set(record["hardware"])
         assert (folder / "runs" / record["hash"] / "checkpoints").is_dir()
         models.add(record["labels"]["model"])
-    assert models == {"Baseline", "Tr-XL", "RMT"}
+    assert models == {"Baseline", "MemTr", "Tr-XL", "RMT"}
     err = capsys.readouterr().err
-    assert "done 3" in err and "ETA" in err
+    assert "done 4" in err and "ETA" in err
 
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in result_files(folder)} == mtimes
-    assert "3 cells: 0 run, 3 already done, 0 failed" in capsys.readouterr().out
+    assert "4 cells: 0 run, 4 already done, 0 failed" in capsys.readouterr().out
 
 
 def test_an_interrupted_grid_resumes_with_nothing_lost_or_repeated(tmp_path):
@@ -172,13 +177,13 @@ def test_an_interrupted_grid_resumes_with_nothing_lost_or_repeated(tmp_path):
 
     second = Counter()
     summary = run_benchmark(registry(second), ["fig3a"], **kwargs)
-    assert summary["skipped"] == 1 and summary["done"] == 2 and summary["failed"] == 0
-    # the interrupted cell resumed from its checkpoint (no new start), the unstarted one started once
-    assert interrupted not in second.started and len(second.started) == 1
+    assert summary["skipped"] == 1 and summary["done"] == 3 and summary["failed"] == 0
+    # the interrupted cell resumed from its checkpoint (no new start), the two unstarted ones started once
+    assert interrupted not in second.started and len(second.started) == 2
     assert sorted(first.started + second.started) == sorted({*first.started, *second.started})
     assert sorted(first.completed + second.completed) == sorted(j.hash for j in expand(registry(), ["fig3a"], **kwargs))
     files = result_files(folder)
-    assert len(files) == 3
+    assert len(files) == 4
     for path in files:
         json.loads(path.read_text())  # whole JSON
     leftovers = [p for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".tmp" or p.name.endswith(".failed.json")]
@@ -197,7 +202,7 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 
     summary = run_benchmark(registry(Boom()), ["fig3a"], preset="smoke", filter_expr="segments=3",
                             results_dir=tmp_path)
-    assert summary["failed"] == 1 and summary["done"] == 2
+    assert summary["failed"] == 1 and summary["done"] == 3
     folder = tmp_path / "fig3a" / "smoke"
     (failed,) = folder.glob("*.failed.json")
     assert "boom" in json.loads(failed.read_text())["error"]
@@ -207,8 +212,8 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 def test_workers_run_cells_in_parallel_processes(tmp_path):
     summary = run_benchmark(registry(), ["fig3a"], preset="smoke", filter_expr="segments=3", workers=2,
                             results_dir=tmp_path, registry_options={"environ": {}})
-    assert summary["done"] == 3 and summary["failed"] == 0
-    assert len(result_files(tmp_path / "fig3a" / "smoke")) == 3
+    assert summary["done"] == 4 and summary["failed"] == 0
+    assert len(result_files(tmp_path / "fig3a" / "smoke")) == 4
 
 
 def test_shards_partition_the_cells(tmp_path):
@@ -307,11 +312,6 @@ def rmtzoo_run_finished(run, status, metrics):
 
 def test_a_killed_process_resumes(tmp_path):
     """SIGKILL (no cleanup at all) inside the 2nd cell, then a re-run in a new process."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "killer.py").write_text(KILLER_PLUGIN)
     log = tmp_path / "events.log"
@@ -328,7 +328,53 @@ def test_a_killed_process_resumes(tmp_path):
     pairs = list(zip(events[::2], events[1::2], strict=True))
     started = [h for e, h in pairs if e == "started"]
     completed = [h for e, h in pairs if e == "completed"]
-    assert len(started) == len(set(started)) == 3  # the killed cell resumed from its checkpoint
-    assert sorted(completed) == sorted(set(completed)) and len(completed) == 3
+    assert len(started) == len(set(started)) == 4  # the killed cell resumed from its checkpoint
+    assert sorted(completed) == sorted(set(completed)) and len(completed) == 4
     assert sorted(p.stem for p in result_files(folder)) == sorted(completed)
     assert [p for p in folder.iterdir() if p.name.startswith(".") or p.name.endswith(".failed.json")] == []
+
+
+SLEEPER_PLUGIN = '''
+import os, time
+from pathlib import Path
+import rmtzoo
+
+@rmtzoo.hookimpl
+def rmtzoo_run_started(run):
+    Path(os.environ["BENCH_TEST_PIDS"], str(os.getpid())).write_text("")
+    time.sleep(60)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux-only")
+def test_killing_a_grid_leaves_no_worker_training(tmp_path):
+    """An orphaned worker would go on training its cell while a re-run trains the same cell again."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sleeper.py").write_text(SLEEPER_PLUGIN)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "BENCH_TEST_PIDS": str(pids), "RMTZOO_PLUGINS_DIR": str(tmp_path / "plugins")}
+    cmd = [sys.executable, "-m", "rmtzoo", "bench", "run", "fig3a", "--preset", "smoke", "--filter", "segments=3",
+           "--workers", "2", "--results", str(tmp_path / "r")]
+    grid = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2
+    finally:
+        grid.kill()
+        grid.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False

@@ -29,6 +29,22 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim of the paper's text about a few cells, checked in the report against the regenerated
+    numbers and the paper's. ``cells``: label selectors (``{"model": "RMT", "memory": 10}``, values
+    compared as text), best first; ``within``: unset, the claim is that order (better or equal); set, the
+    claim is that the cells' values agree to that relative difference (``0.02``: 2%)."""
+
+    text: str
+    cells: tuple[Mapping[str, Label], ...]
+    within: float | None = None
+
+
+FIGURES = ("lines", "bars", "table")
+LOWER_IS_BETTER = ("ppl", "bpc", "loss")
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """A comparison to regenerate.
 
@@ -37,6 +53,22 @@ class Benchmark:
     x, line: the labels a figure puts on the x axis and draws one line per value of.
     metric: the test metric reported (a key of the trainer's test metrics).
     ordering: line values expected best-first at every x (the paper's claim), e.g. RMT, Tr-XL, Baseline.
+    figure: how the paper shows the artefact: ``lines`` (metric vs x, one line per ``line`` value),
+        ``bars`` (bars grouped by x, one bar per ``line`` value) or ``table`` (no figure; x unused).
+    x_label: the figure's x axis title (default: "number of segments" for ``segments``, else x).
+    match: the label keys a cell's reference row must agree on (besides artefact and model), as columns
+        of ``paper_numbers.csv``; a label the cell lacks must be empty in the row.
+    metrics: per-preset override of ``metric`` (a ``small`` preset on another corpus reports ppl, say).
+    claims: the paper's claims about particular cells (:class:`Claim`), checked in the report.
+    analyze: for a benchmark whose result is a figure of the trained model (attention maps), called by the
+        runner after a cell trains: ``analyze(model, task, *, labels, path) -> dict`` with the best
+        checkpoint's model in eval mode; it may write files atomically named ``<path>.<suffix>`` (beside
+        the result file) and returns small JSON data, stored as the result's ``analysis``.
+    draw: ``draw(rows, *, out_dir, results_folder) -> str``: the report's figures from the stored
+        analyses (rows as the table has them), written under ``out_dir``; the markdown it returns
+        replaces the line plot.
+    paper_scale: the paper's numbers are this many times the metric (100: the paper prints F1 in percent
+        and the trainer reports a fraction); the report divides them by it, so it compares like with like.
     """
 
     name: str
@@ -47,11 +79,31 @@ class Benchmark:
     line: str = "model"
     metric: str = "test/accuracy"
     ordering: tuple[str, ...] = ()
+    figure: str = "lines"
+    x_label: str = ""
+    match: tuple[str, ...] = ("segments",)
+    metrics: Mapping[str, str] = field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
     notes: Mapping[str, str] = field(default_factory=dict)
+    analyze: Callable[..., dict] | None = None
+    draw: Callable[..., str] | None = None
+    paper_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.figure not in FIGURES:
+            raise RmtzooError(f"benchmark {self.name!r}: figure {self.figure!r} is not one of {', '.join(FIGURES)}")
 
     @property
     def presets(self) -> tuple[str, ...]:
         return tuple(self.grids)
+
+    def metric_for(self, preset: str) -> str:
+        """The test metric key the ``preset``'s cells report."""
+        return self.metrics.get(preset, self.metric)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.split("/")[-1] not in LOWER_IS_BETTER
 
     def cells(self, preset: str) -> list[Cell]:
         if preset not in self.grids:

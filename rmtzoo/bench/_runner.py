@@ -6,6 +6,7 @@ Layout under ``results_dir``::
                                           hardware, wall time (written atomically: temp file + rename)
     <bench>/<preset>/<hash>.failed.json   a cell that raised: the error (not a result; retried on re-run)
     <bench>/<preset>/runs/<hash>/         the cell's run folder (checkpoints, metrics.jsonl, train.log)
+    <bench>/<preset>/<hash>.<suffix>      files a benchmark's ``analyze`` wrote (attention maps), before the result
 
 ``<hash>`` is ``config.content_hash()`` of the cell's config with its seed. A re-run skips every cell whose
 result file exists and resumes a killed cell from its run folder's latest checkpoint, so an interrupted
@@ -177,6 +178,7 @@ def run_cell(job: Job, registry) -> dict:
         with open(job.run_dir / "train.log", "a", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             metrics = train(config, job.run_dir, registry=registry, resume=True)
+            analysis = _analyze(job, config, registry)
     except Exception as exc:  # a failing cell is recorded and the grid goes on
         record = {"benchmark": job.bench, "preset": job.preset, "hash": job.hash, "labels": job.labels,
                   "seed": job.seed, "error": f"{type(exc).__name__}: {exc}",
@@ -191,15 +193,52 @@ def run_cell(job: Job, registry) -> dict:
         "versions": versions(), "hardware": hardware(), "wall_time_s": round(wall, 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if analysis is not None:
+        record["analysis"] = analysis
     atomic_write_text(job.result_path, json.dumps(record, indent=2) + "\n")
     job.failed_path.unlink(missing_ok=True)
     return {"status": "done", "seconds": wall}
 
 
+def _analyze(job: Job, config, registry) -> dict | None:
+    """The benchmark's ``analyze`` on the cell's trained model (best checkpoint, else latest), or None
+    when the benchmark has none. Its files are written before the result file, so a result implies them."""
+    analyze = getattr(get_benchmark(registry, job.bench), "analyze", None)
+    if analyze is None:
+        return None
+    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model
+
+    task = build_task(config, registry)
+    model = prepare_model(config, task, registry)
+    folder = find_checkpoint(job.run_dir, which="best") or find_checkpoint(job.run_dir)
+    if folder is not None:
+        load_checkpoint(folder, model)
+    model.eval()
+    analysis = analyze(model, task, labels=dict(job.labels), path=Path(job.folder) / job.hash)
+    return json.loads(json.dumps(analysis))  # plain JSON data, or a TypeError naming what is not
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
+    _die_with_parent()
     torch.set_num_threads(threads)
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask for SIGTERM when the grid process dies, so a killed grid leaves no worker training on
+    (an orphan would keep training its cell while the re-run trains the same cell in the same folder)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # no glibc (e.g. musl): workers may outlive a killed grid
+        pass
+    if os.getppid() == 1:  # the parent died before the request: go now
+        os._exit(1)
 
 
 _WORKER_REGISTRY = None
