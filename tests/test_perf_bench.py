@@ -22,6 +22,8 @@ def test_smoke_preset(tmp_path):
             "--name",
             "smoke",
             "--no-profile",
+            "--threads",
+            "1",  # tiny models; more threads only contend on a shared machine
         ],
         capture_output=True,
         text=True,
@@ -44,6 +46,12 @@ def test_smoke_preset(tmp_path):
         ("target_long", "rmtzoo/rmt fp32"),
         ("target_long", "rmtzoo/rmt bf16"),
         ("target_long", "rmtzoo/rmt+ckpt fp32"),
+        ("target_long", "rmtzoo/rmt+ckpt bf16"),
+    }
+    expected |= {
+        ("attention_kernels", f"rmtzoo/rmt{a} {p}")
+        for a in ("", "[eager]", "[sdpa]")
+        for p in ("fp32", "bf16")
     }
     expected |= {("sweep_bptt", "rmtzoo/rmt/k1 fp32"), ("sweep_bptt", "rmtzoo/rmt/k2 fp32")}
     pypi_cases = {("target_short", "pypi fp32"), ("target_short", "pypi bf16"), ("target_long", "pypi fp32")}
@@ -63,4 +71,16 @@ def test_smoke_preset(tmp_path):
         if row["group"] == "target_short":
             assert row["infer"]["tokens_per_s"] > 0
     assert any("train_vs_full" in r for r in doc["ratios"])
+    assert {r["case"] for r in doc["ratios"] if "train_vs_no_ckpt" in r} == {
+        "rmtzoo/rmt+ckpt fp32",
+        "rmtzoo/rmt+ckpt bf16",
+    }
+    assert {r["case"] for r in doc["ratios"] if "train_vs_sdpa" in r} >= {
+        "rmtzoo/rmt bf16",
+        "rmtzoo/rmt[eager] fp32",
+    }
+    for t in doc["targets"]:  # met and margin agree with the measured value
+        assert t["met"] == (t["value"] >= t["need"] if t["unit"] == "x" else t["value"] <= t["need"])
+        assert t["margin"] >= 0 if t["met"] else t["margin"] <= 0
+    assert any("ckpt" in t["target"] for t in doc["targets"]) and "## Targets" in md
     assert doc["memory"] and all(m.get("peak_rss_mb", 0) > 0 for m in doc["memory"]), doc["memory"]

@@ -34,9 +34,11 @@ Models (same width, depth, heads, memory tokens and segment length everywhere):
   ``int(4 * d * 2/3)``: the same FF parameter count and FLOPs as ``d_inner = 4d``), ``dim_head = d/heads``,
   dropout 0, XL memories off (its wrapper does not pass them between segments anyway), its default
   einsum attention (``use_flash_attn=False``). Loss via ``wrapper(ids, return_loss=True)``.
-* ``+ckpt``: a prototype of per-segment activation checkpointing that lives in this script only: each
-  ``model.step`` of an ``rmt`` case runs under ``torch.utils.checkpoint`` (non-reentrant), so only the
-  memory handed between segments is kept and each segment is recomputed during backward.
+* ``+ckpt``: the model option ``segment.checkpoint_activations = true``: each segment's forward and
+  loss run under ``torch.utils.checkpoint`` (non-reentrant), so only what crosses segment boundaries is
+  kept and each segment is recomputed during backward.
+* ``[eager]`` / ``[sdpa]``: the attention kernel forced; unmarked rmtzoo cases use ``auto`` (the
+  default: eager for bf16 on CPU, sdpa in fp32; see ``rmtzoo/attention.py``).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Case:
     d_model: int = 256
     n_head: int = 4
     vocab: int = 256
-    attention: str = "auto"  # rmtzoo attention backend (auto resolves to sdpa)
+    attention: str = "auto"  # rmtzoo attention backend (auto: eager under bf16 on CPU, sdpa in fp32)
 
     @property
     def name(self) -> str:
@@ -150,9 +152,15 @@ def plan(preset: str, have_pypi: bool) -> tuple[list[Group], list[Case], list[di
     long = [replace(base, segments=long_s, precision=p) for p in ("fp32", "bf16")]
     cases = []
     for c in long:
-        cases += [c, replace(c, impl="pypi")]
-    cases.append(replace(long[0], checkpoint=True))
+        cases += [c, replace(c, impl="pypi"), replace(c, checkpoint=True)]
     groups.append(Group("target_long", with_pypi(cases), warmup=1, steps=2 if smoke else 3))
+    # the attention kernel `auto` picks, against each kernel forced (S as in target_short)
+    cases = [
+        replace(base, segments=2 if smoke else 4, precision=p, attention=a)
+        for p in ("fp32", "bf16")
+        for a in ("auto", "eager", "sdpa")
+    ]
+    groups.append(Group("attention_kernels", tuple(cases), warmup=1, steps=2 if smoke else 3, infer=True))
     full_tokens = long_s * base.segment_length
     est_gb = 4 * base.batch * base.n_head * full_tokens**2 * 4 * base.n_layer / 1e9
     if not smoke:
@@ -192,6 +200,7 @@ def plan(preset: str, have_pypi: bool) -> tuple[list[Group], list[Case], list[di
     ]
     mem_cases += [replace(base, segments=long_s), replace(base, segments=long_s, checkpoint=True)]
     mem_cases += [replace(base, segments=long_s, precision="bf16")]
+    mem_cases += [replace(base, segments=long_s, precision="bf16", checkpoint=True)]
     mem_cases += [
         replace(base, impl="pypi", segments=2 if smoke else 4),
         replace(base, impl="pypi", segments=long_s),
@@ -270,7 +279,7 @@ class Runner:
                 },
                 "memory": memory,
                 "recurrence": rec,
-                "segment": {"length": seg},
+                "segment": {"length": seg, "checkpoint_activations": c.checkpoint},
                 "attention": {"kind": c.attention},
             }
             self.model = rmtzoo.build_model(config)
@@ -290,8 +299,6 @@ class Runner:
         x, y = ids[:, :-1], ids[:, 1:]
         model = self.model
         state = model.initial_state(c.batch)
-        if c.checkpoint:
-            return self._checkpointed_loss(x, y, state)
         total = 0.0
         length = model.segment_length
         n = 0
@@ -302,31 +309,6 @@ class Runner:
             total = total + out.nll.sum()
             n += out.nll.numel()
         return total / n
-
-    def _checkpointed_loss(self, x, y, state):
-        """Prototype: per-segment activation checkpointing around ``model.step`` (``rmt`` mode only)."""
-        from torch.utils.checkpoint import checkpoint
-
-        from rmtzoo.model import RecurrentState
-
-        model, c = self.model, self.case
-        if model.policy.cache_len or (model.policy.bptt_depth is not None):
-            raise ValueError("the checkpointing prototype covers recurrence 'rmt' with full BPTT only")
-
-        def segment(ids, targets, memory, n):
-            out, new = model.step(
-                ids, RecurrentState(c.batch, memory, None, (), n), return_logits=False, targets=targets
-            )
-            return out.nll.sum(), new.memory
-
-        memory, total, n_tok = state.memory, 0.0, 0
-        length = model.segment_length
-        for i, start in enumerate(range(0, x.shape[1], length)):
-            ids, tgt = x[:, start : start + length], y[:, start : start + length]
-            nll, memory = checkpoint(segment, ids, tgt, memory, i, use_reentrant=False)
-            total = total + nll
-            n_tok += tgt.numel()
-        return total / n_tok
 
     def train_step(self) -> float:
         self.model.train()
@@ -517,17 +499,85 @@ def ratios(results: list[dict]) -> list[dict]:
                             row[kind]["tokens_per_s"] / full[kind]["tokens_per_s"], 3
                         )
                 out.append(item)
-    ck = _find(results, "target_long", "rmtzoo/rmt+ckpt fp32")
-    plain = _find(results, "target_long", "rmtzoo/rmt fp32")
-    if ck and plain:
+    for prec in ("fp32", "bf16"):
+        sdpa = _find(results, "attention_kernels", f"rmtzoo/rmt[sdpa] {prec}")
+        for name in (f"rmtzoo/rmt {prec}", f"rmtzoo/rmt[eager] {prec}"):
+            row = _find(results, "attention_kernels", name)
+            if row and sdpa:
+                item = {"group": "attention_kernels", "segments": row["segments"], "case": name}
+                for kind in ("train", "infer"):
+                    if row.get(kind) and sdpa.get(kind):
+                        item[f"{kind}_vs_sdpa"] = round(
+                            row[kind]["tokens_per_s"] / sdpa[kind]["tokens_per_s"], 3
+                        )
+                out.append(item)
+    for prec in ("fp32", "bf16"):
+        ck = _find(results, "target_long", f"rmtzoo/rmt+ckpt {prec}")
+        plain = _find(results, "target_long", f"rmtzoo/rmt {prec}")
+        if ck and plain:
+            out.append(
+                {
+                    "group": "target_long",
+                    "segments": ck["segments"],
+                    "case": ck["case"],
+                    "train_vs_no_ckpt": round(
+                        ck["train"]["tokens_per_s"] / plain["train"]["tokens_per_s"], 3
+                    ),
+                }
+            )
+    return out
+
+
+TARGET_SPEEDUP, TARGET_MEMORY_MB, TARGET_CKPT_RATIO = 1.15, 2048, 0.75
+
+
+def targets(doc: dict) -> list[dict]:
+    """Issue #4's targets, each with the measured value and met / missed by how much."""
+    res, out = doc["results"], []
+
+    def add(target, value, need, unit="x", higher=True):
+        met = value >= need if higher else value <= need
+        by = value / need - 1 if higher else need / value - 1
         out.append(
             {
-                "group": "target_long",
-                "segments": ck["segments"],
-                "case": ck["case"],
-                "train_vs_no_ckpt": round(ck["train"]["tokens_per_s"] / plain["train"]["tokens_per_s"], 3),
+                "target": target,
+                "value": round(value, 3),
+                "need": need,
+                "unit": unit,
+                "met": met,
+                "margin": round(by, 3),
             }
         )
+
+    for group in ("target_short", "target_long"):
+        for mine, theirs in (("fp32", "fp32"), ("bf16", "bf16"), ("bf16", "fp32")):
+            a, b = _find(res, group, f"rmtzoo/rmt {mine}"), _find(res, group, f"pypi {theirs}")
+            if a and b:
+                ratio = a["train"]["tokens_per_s"] / b["train"]["tokens_per_s"]
+                add(
+                    f"train S={a['segments']}: rmtzoo {mine} / package {theirs} >= {TARGET_SPEEDUP}x",
+                    ratio,
+                    TARGET_SPEEDUP,
+                )
+    for prec in ("fp32", "bf16"):
+        m = next(
+            (m for m in doc["memory"] if m["case"] == f"rmtzoo/rmt+ckpt {prec}" and "error" not in m), None
+        )
+        if m and m["segments"] >= 64:
+            add(
+                f"memory S={m['segments']} rmtzoo+ckpt {prec}: peak RSS of the process <= 2 GB",
+                m["peak_rss_mb"],
+                TARGET_MEMORY_MB,
+                unit="MB",
+                higher=False,
+            )
+    for r in doc["ratios"]:
+        if "train_vs_no_ckpt" in r:
+            add(
+                f"train S={r['segments']} {r['case']} / without checkpointing >= {TARGET_CKPT_RATIO}x",
+                r["train_vs_no_ckpt"],
+                TARGET_CKPT_RATIO,
+            )
     return out
 
 
@@ -571,14 +621,21 @@ def markdown(doc: dict) -> str:
         L += [
             "## Ratios (same group, same precision)",
             "",
-            "| group | S | case | train / pypi | train / full | infer / pypi | infer / full | train / no-ckpt |",
-            "|---|---|---|---|---|---|---|---|",
+            "| group | S | case | train / pypi | train / full | infer / pypi | infer / full | train / no-ckpt "
+            "| train / sdpa | infer / sdpa |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in doc["ratios"]:
             g = lambda k, r=r: f"{r[k]:.2f}x" if k in r else "-"  # noqa: E731
             L.append(
-                f"| {r['group']} | {r['segments']} | {r['case']} | {g('train_vs_pypi')} | {g('train_vs_full')} | {g('infer_vs_pypi')} | {g('infer_vs_full')} | {g('train_vs_no_ckpt')} |"
+                f"| {r['group']} | {r['segments']} | {r['case']} | {g('train_vs_pypi')} | {g('train_vs_full')} | {g('infer_vs_pypi')} | {g('infer_vs_full')} | {g('train_vs_no_ckpt')} | {g('train_vs_sdpa')} | {g('infer_vs_sdpa')} |"
             )
+        L.append("")
+    if doc.get("targets"):
+        L += ["## Targets (issue #4)", "", "| target | measured | met | margin |", "|---|---|---|---|"]
+        for t in doc["targets"]:
+            v = f"{t['value']:.2f}x" if t["unit"] == "x" else f"{t['value']:.0f} MB"
+            L.append(f"| {t['target']} | {v} | {'yes' if t['met'] else 'no'} | {100 * t['margin']:+.0f}% |")
         L.append("")
     if doc["memory"]:
         L += [
@@ -725,9 +782,14 @@ def main(argv=None) -> int:
                 log(f"profile: {case.name}")
                 doc["profiles"].append(profile_step(case))
     doc["ratios"] = ratios(doc["results"])
+    doc["targets"] = targets(doc)
     doc["wall_s"] = round(time.perf_counter() - t_start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or f"{args.preset}-{created.date().isoformat()}"
+    if not args.name:  # a second run on the same day must not overwrite a (committed) report
+        base, n = stem, 2
+        while (args.out / f"{stem}.json").exists() or (args.out / f"{stem}.md").exists():
+            stem, n = f"{base}-v{n}", n + 1
     _write_atomic(args.out / f"{stem}.json", json.dumps(doc, indent=1) + "\n")
     _write_atomic(args.out / f"{stem}.md", markdown(doc) + "\n")
     log(f"wrote {args.out / (stem + '.json')} and .md")
