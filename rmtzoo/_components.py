@@ -129,7 +129,11 @@ class AttentionSpec:
 class TaskSpec:
     """A task: data and its loss and metrics. ``build(params)`` returns the task object, whose ``kind``
     says how the trainer runs it: ``"samples"``, ``"stream"`` or ``"classification"``
-    (:class:`rmtzoo.tasks.classification.ClassificationTask`)."""
+    (:class:`rmtzoo.tasks.classification.ClassificationTask`).
+
+    needs: names of :class:`BackboneCapabilities` flags the task requires of a backbone (e.g.
+    ``("per_sample_mask",)`` for padded classification); checked when a config is validated.
+    """
 
     name: str
     summary: str
@@ -137,6 +141,7 @@ class TaskSpec:
     build: Callable[..., Any]
     vocab_size: Callable[[Any], int] | None = None
     test_params: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

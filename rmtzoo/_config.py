@@ -227,6 +227,13 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
         )
     if config.task is not None:
         task = registry.get("tasks", config.task.kind)
+        for flag in task.needs:
+            if not getattr(caps, flag, False):
+                able = [b.name for b in registry.specs("backbones") if _declares(b, flag)]
+                raise ConfigError(
+                    f"backbone.kind: task {task.name!r} needs a backbone with the {flag} capability and "
+                    f"{backbone.name!r} does not declare it" + (f"; backbones that do: {', '.join(able)}" if able else "")
+                )
         if task.vocab_size is not None:
             need = task.vocab_size(config.task.params)
             have = getattr(config.backbone.params, "vocab_size", None)
@@ -234,6 +241,15 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
                 raise ConfigError(
                     f"backbone.vocab_size: {have} is smaller than task {task.name!r}'s vocabulary of {need}"
                 )
+
+
+def _declares(spec, flag: str) -> bool:
+    """Whether a backbone declares a capability flag (for one whose capabilities depend on its params:
+    with its ``test_params``)."""
+    try:
+        return bool(getattr(spec.capabilities_for(spec.params(**spec.test_params)), flag, False))
+    except Exception:  # a plugin's params that do not build from its test_params: not listed
+        return False
 
 
 # -- loading, overrides, dumping -------------------------------------------------------------------

@@ -291,14 +291,23 @@ def test_a_resumed_classification_run_ends_with_the_same_weights(tmp_path):
     assert state["best"] <= 0  # best is chosen on validation F1 (stored negated: lower is better)
 
 
-def test_a_backbone_without_per_sample_masks_is_rejected_when_prepared(tmp_path):
+def test_a_backbone_without_per_sample_masks_is_rejected_at_validation(tmp_path, capsys):
+    """hyperpartisan declares needs=("per_sample_mask",): the config is rejected before anything runs,
+    in one line naming the task, the backbone, the capability and the backbones that have it."""
     from conftest import PLUGINS_DIR
 
-    from rmtzoo.train import build_task, prepare_model
+    from rmtzoo.cli import main
 
     reg = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[PLUGINS_DIR])
-    config = rmtzoo.load_config({**tiny_config(tmp_path), "backbone": {"kind": "toy_mixer", "vocab_size": 257},
-                                 "memory": {"kind": "none"}, "recurrence": {"kind": "none"}}, registry=reg)
-    with pytest.raises(rmtzoo.ConfigError, match="'toy_mixer'.*per_sample_mask") as info:
-        prepare_model(config, build_task(config, reg), reg)
+    data = {**tiny_config(tmp_path), "backbone": {"kind": "toy_mixer", "vocab_size": 257},
+            "memory": {"kind": "none"}, "recurrence": {"kind": "none"}}
+    with pytest.raises(rmtzoo.ConfigError, match="task 'hyperpartisan'.*per_sample_mask.*'toy_mixer'.*transformer_xl") as info:
+        rmtzoo.load_config(data, registry=reg)
     assert "\n" not in str(info.value)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    assert main(["train", str(path), "--plugins-dir", str(PLUGINS_DIR), "--no-entry-points",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "per_sample_mask" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

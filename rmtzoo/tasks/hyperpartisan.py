@@ -272,5 +272,6 @@ def rmtzoo_register_tasks(register):
             # an HF tokenizer's size is known only once loaded: checked when the model is prepared
             vocab_size=lambda p: ByteTokenizer.vocab_size if p.tokenizer == "bytes" else 0,
             test_params={"source": "embedded", "embedded_articles": 40, "max_segments": 2},
+            needs=("per_sample_mask",),  # documents are padded to a whole number of segments
         )
     )
