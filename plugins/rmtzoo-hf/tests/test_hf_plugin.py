@@ -7,9 +7,8 @@ import pytest
 import rmtzoo
 import torch
 
-import rmtzoo_hf
-
 pytest.importorskip("transformers")
+rmtzoo_hf = pytest.importorskip("rmtzoo_hf", reason="pip install -e plugins/rmtzoo-hf")
 
 FAMILIES = [
     ("hf_encoder", "bert"),

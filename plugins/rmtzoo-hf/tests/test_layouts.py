@@ -7,10 +7,9 @@ import pytest
 import rmtzoo
 import torch
 
-import rmtzoo_hf
-from rmtzoo_hf._tiny import TINY_SPECIALS
-
 pytest.importorskip("transformers")
+rmtzoo_hf = pytest.importorskip("rmtzoo_hf", reason="pip install -e plugins/rmtzoo-hf")
+TINY_SPECIALS = rmtzoo_hf._tiny.TINY_SPECIALS
 
 F64 = torch.float64
 TIGHT = {"rtol": 1e-10, "atol": 1e-10}

@@ -15,6 +15,7 @@ from rmtzoo.bench._report import DEFAULT_REFERENCE, load_reference, paper_value,
 from rmtzoo.cli import main
 
 pytest.importorskip("transformers")
+pytest.importorskip("rmtzoo_hf", reason="pip install -e plugins/rmtzoo-hf")
 
 REFERENCE = Path(__file__).resolve().parents[3] / DEFAULT_REFERENCE
 PAPER_F1 = {  # PAPER.md 4, Table 3
