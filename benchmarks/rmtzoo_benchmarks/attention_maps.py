@@ -39,9 +39,10 @@ Presets:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from rmtzoo.bench import Benchmark, Cell
+from rmtzoo.bench import Benchmark, Cell, per_preset
 
 N_SAMPLES = 32  # test samples the measures average over (fewer where the test split is smaller)
 
@@ -260,7 +261,7 @@ def _draw(rows, *, out_dir, results_folder):
 def _benchmark(name, artefact, summary, cells):
     return Benchmark(
         name=name, artefact=artefact, summary=summary,
-        grids={p: (lambda p=p: _cells(cells, p)) for p in ("paper", "small", "smoke")},
+        grids=per_preset(functools.partial(_cells, cells)),
         x="segments", line="model", metric="test/accuracy", analyze=analyze, draw=_draw,
         notes={"smoke": "smoke checks the plumbing, not the patterns"},
     )

@@ -25,7 +25,7 @@ Presets:
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark, product
+from rmtzoo.bench import Benchmark, per_preset, product
 
 MODELS = [
     ("Baseline", {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}),
@@ -87,12 +87,10 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
 
 
 def _bench(name, artefact, summary, task, arch, segments, steps, patience, small):
-    def grids():
-        return {p: (lambda p=p: _fig3_grid(task, arch, segments, preset=p, steps=steps, patience=patience,
-                                           small=small))
-                for p in ("paper", "small", "smoke")}
+    def grid(preset):
+        return _fig3_grid(task, arch, segments, preset=preset, steps=steps, patience=patience, small=small)
 
-    return Benchmark(name=name, artefact=artefact, summary=summary, grids=grids(), x="segments", line="model",
+    return Benchmark(name=name, artefact=artefact, summary=summary, grids=per_preset(grid), x="segments", line="model",
                      metric="test/accuracy", ordering=("RMT", "Tr-XL", "Baseline"),
                      notes={"smoke": "smoke checks the plumbing, not the numbers", "small": _small_note(small)})
 

@@ -27,7 +27,7 @@ Presets (``_samples.py``):
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark
+from rmtzoo.bench import Benchmark, per_preset
 from rmtzoo_benchmarks._samples import SMALL_NOTE, SMOKE_NOTE, PaperTraining, base_config, cell
 
 ARCH = {"vocab_size": 10, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 64, "d_inner": 256}
@@ -83,7 +83,7 @@ def build_fig4a(params) -> Benchmark:
     return Benchmark(
         name="fig4a", artefact="F4a",
         summary="Figure 4a: copy 120/240 (360 tokens), accuracy vs 1/3/6/9 segments, Baseline vs Tr-XL vs RMT",
-        grids={p: (lambda p=p: fig4a_cells(p)) for p in ("paper", "small", "smoke")},
+        grids=per_preset(fig4a_cells),
         x="segments", ordering=("RMT", "Tr-XL", "Baseline"),
         notes={"smoke": SMOKE_NOTE + "; lengths are a tenth of the paper's", "small": SMALL_NOTE},
     )
@@ -94,7 +94,7 @@ def build_fig4b(params) -> Benchmark:
         name="fig4b", artefact="F4b",
         summary="Figure 4b: copy of growing length (360/720/1080 tokens) in segments of 120 with memory 60, "
                 "Tr-XL vs RMT",
-        grids={p: (lambda p=p: fig4b_cells(p)) for p in ("paper", "small", "smoke")},
+        grids=per_preset(fig4b_cells),
         x="copy_length", x_label="copy length (source + target tokens)", ordering=("RMT", "Tr-XL"),
         notes={"smoke": SMOKE_NOTE + "; lengths are a tenth of the paper's", "small": SMALL_NOTE + "; copy_length is the small task's (a tenth of the paper's)"},
     )

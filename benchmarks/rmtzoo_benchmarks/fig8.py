@@ -23,7 +23,9 @@ Presets (``_samples.py``):
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark
+import functools
+
+from rmtzoo.bench import Benchmark, per_preset
 from rmtzoo_benchmarks._samples import SMALL_NOTE, SMOKE_NOTE, PaperTraining, base_config, cell
 
 SHORT = PaperTraining(patience=8, min_lr=1e-6, eval_every=12_000, eval_batches=50, sizes=(100_000, 5_000, 10_000))
@@ -73,7 +75,7 @@ def _builder(name: str):
     def build(params) -> Benchmark:
         return Benchmark(
             name=name, artefact=name.replace("fig", "F"), summary=SUMMARIES[name],
-            grids={p: (lambda p=p: cells(name, p)) for p in ("paper", "small", "smoke")},
+            grids=per_preset(functools.partial(cells, name)),
             x="segments", line="series", ordering=("RMT", "Tr-XL"),
             notes={"smoke": SMOKE_NOTE + "; lengths as in small", "small": SMALL_NOTE},
         )

@@ -41,7 +41,7 @@ stored per benchmark, so running all three trains those configs again.
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark, Cell, Claim
+from rmtzoo.bench import Benchmark, Cell, Claim, per_preset
 
 LM_MATCH = ("segment_length", "memory", "cache", "bptt")
 SMALL_NOTE = ("small runs on the embedded synthetic_lm corpus with a tiny model: its numbers are NOT comparable "
@@ -161,10 +161,6 @@ def fig5b_cells(preset: str):
     return [lm_cell(preset, "wikitext103", r, series=f"RMT BPTT-{r[4]}" if r[0] == "RMT" else r[0]) for r in FIG5B]
 
 
-def _grids(fn):
-    return {p: (lambda p=p: fn(p)) for p in ("paper", "small", "smoke")}
-
-
 def _sel(model, length, memory, **more):
     return {"model": model, "segment_length": length, "memory": memory, **more}
 
@@ -210,7 +206,7 @@ def build_wt103(params) -> Benchmark:
         name="wt103", artefact="T5",
         summary="Tables 2 and 5: WikiText-103 test ppl; Baseline, MemTr, Tr-XL, RMT BPTT-0..4, Tr-XL + RMT at "
                 "segments 150 and 50 (column table2: the row is also in Table 2)",
-        grids=_grids(wt103_cells), metric="test/ppl", figure="table", match=LM_MATCH, claims=WT103_CLAIMS,
+        grids=per_preset(wt103_cells), metric="test/ppl", figure="table", match=LM_MATCH, claims=WT103_CLAIMS,
         notes={"small": SMALL_NOTE, "smoke": SMOKE_NOTE},
     )
 
@@ -219,7 +215,7 @@ def build_table4(params) -> Benchmark:
     return Benchmark(
         name="table4", artefact="T4",
         summary="Table 4: enwik8 test bpc; Tr-XL caches 10-512, RMT BPTT-0..2 with memory 5/10/20, Baseline",
-        grids=_grids(table4_cells), metric="test/bpc", metrics={"small": "test/ppl", "smoke": "test/ppl"},
+        grids=per_preset(table4_cells), metric="test/bpc", metrics={"small": "test/ppl", "smoke": "test/ppl"},
         figure="table", match=LM_MATCH, claims=TABLE4_CLAIMS,
         notes={"small": SMALL_NOTE + " (ppl on a word-level corpus, not bpc)", "smoke": SMOKE_NOTE,
                "paper": "Tr-XL 512/512 is evaluated at segment 512 with cache 512; the paper's 1.071 used "
@@ -232,7 +228,7 @@ def build_fig5a(params) -> Benchmark:
         name="fig5a", artefact="F5a",
         summary="Figure 5a: WikiText-103 segment 50, test ppl vs visible context in training, Tr-XL caches 1-200 "
                 "and RMT BPTT-0..4 with memory 1-50 (one line per memory size)",
-        grids=_grids(fig5a_cells), metric="test/ppl", x="visible_context", line="series",
+        grids=per_preset(fig5a_cells), metric="test/ppl", x="visible_context", line="series",
         x_label="visible context in training (tokens)", match=LM_MATCH, claims=FIG5A_CLAIMS,
         notes={"small": SMALL_NOTE, "smoke": SMOKE_NOTE},
     )
@@ -243,7 +239,7 @@ def build_fig5b(params) -> Benchmark:
         name="fig5b", artefact="F5b",
         summary="Figure 5b: WikiText-103 segment 50, test ppl vs memory size 0-50 (bars): Baseline, Tr-XL, "
                 "RMT BPTT-0/1/2",
-        grids=_grids(fig5b_cells), metric="test/ppl", x="memory", line="series", figure="bars",
+        grids=per_preset(fig5b_cells), metric="test/ppl", x="memory", line="series", figure="bars",
         x_label="memory size (memory tokens or cache)", match=LM_MATCH, claims=FIG5B_CLAIMS,
         notes={"small": SMALL_NOTE, "smoke": SMOKE_NOTE},
     )

@@ -18,7 +18,7 @@ Presets (``_samples.py``):
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark, Claim
+from rmtzoo.bench import Benchmark, Claim, per_preset
 from rmtzoo_benchmarks._samples import SMALL_NOTE, SMOKE_NOTE, PaperTraining, base_config, cell
 
 ARCH = {"vocab_size": 24, "n_layer": 6, "n_head": 6, "d_model": 128, "d_head": 64, "d_inner": 256}
@@ -40,7 +40,7 @@ def build(params) -> Benchmark:
         name="table1", artefact="T1",
         summary="Table 1: quadratic equations, exact-answer accuracy; Baseline 1x180 vs Tr-XL 6x30 (cache 30) "
                 "vs RMT 6x30 (memory 30)",
-        grids={p: (lambda p=p: cells(p)) for p in ("paper", "small", "smoke")},
+        grids=per_preset(cells),
         figure="table", ordering=("RMT", "Tr-XL"),
         claims=(Claim("RMT (6 segments) matches the full-context Baseline", ({"model": "RMT"}, {"model": "Baseline"}),
                       within=0.02),),

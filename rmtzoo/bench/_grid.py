@@ -7,6 +7,7 @@ the runner expands ``Benchmark.cells(preset)`` times seeds, validates every cell
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,13 @@ class Benchmark:
             )
         grid = self.grids[preset]
         return list(grid() if callable(grid) else grid)
+
+
+def per_preset(
+    cells: Callable[[str], Sequence[Cell]], presets: Sequence[str] = PRESETS
+) -> dict[str, Callable[[], Sequence[Cell]]]:
+    """``Benchmark.grids`` from one function of the preset name: each grid is built lazily, when asked for."""
+    return {preset: functools.partial(cells, preset) for preset in presets}
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

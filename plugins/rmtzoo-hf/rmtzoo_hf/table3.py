@@ -49,7 +49,7 @@ out. The paper's comparison models are in the notes, not run.
 
 from __future__ import annotations
 
-from rmtzoo.bench import Benchmark, Cell, Claim
+from rmtzoo.bench import Benchmark, Cell, Claim, per_preset
 
 from rmtzoo_hf._tiny import TINY_OVERRIDES
 
@@ -149,7 +149,7 @@ def build(params) -> Benchmark:
         name="table3", artefact="T3",
         summary="Table 3: Hyperpartisan news detection, test F1 by number of segments (1-4); RMT with 10 memory "
                 "tokens on BERT-base-cased, RoBERTa-base, DeBERTa-v3-base and T5-base, 512-token segment inputs",
-        grids={p: (lambda p=p: cells(p)) for p in ("paper", "small", "smoke")},
+        grids=per_preset(cells),
         metric="test/f1", figure="table", paper_scale=100.0,
         claims=tuple(
             Claim(f"{model}: 4 segments are at least as good as 1", ({"model": model, "segments": 4},
