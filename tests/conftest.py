@@ -36,3 +36,16 @@ def registry() -> rmtzoo.Registry:
 
 # Tiny models run faster on one thread, and the suite stays predictable on a shared 2-core machine.
 torch.set_num_threads(1)
+
+
+class KillAt:
+    """A plugin that interrupts a run (KeyboardInterrupt) once step ``step``'s training loss has been
+    logged, before that step's checkpoint: what a Ctrl-C mid-run looks like to the trainer."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    @rmtzoo.hookimpl
+    def rmtzoo_metrics_logged(self, run, step, metrics):
+        if step == self.step and "train/loss" in metrics:
+            raise KeyboardInterrupt

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import KillAt
 from safetensors.torch import load_file
 
 import rmtzoo
-from rmtzoo import hookimpl
 from rmtzoo.cli import main
 from rmtzoo.heads import PoolingHead, build_classifier
 from rmtzoo.model import StepOutput
@@ -262,22 +262,12 @@ def test_rmtzoo_train_and_eval_on_the_embedded_corpus(tmp_path, capsys):
     assert metrics["samples"] == 4 and {"f1", "accuracy", "loss"} <= metrics.keys()
 
 
-class _KillAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    @hookimpl
-    def rmtzoo_metrics_logged(self, run, step, metrics):
-        if step == self.step and "train/loss" in metrics:
-            raise KeyboardInterrupt
-
-
 def test_a_resumed_classification_run_ends_with_the_same_weights(tmp_path):
     config = rmtzoo.load_config(tiny_config(tmp_path), registry=registry())
     quiet = lambda *a, **k: None  # noqa: E731
     full = train(config, tmp_path / "full", registry=registry(), log=quiet)
     killer = registry()
-    killer.add_plugin(_KillAt(5), "killer")
+    killer.add_plugin(KillAt(5), "killer")
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, tmp_path / "killed", registry=killer, log=quiet).fit()
     assert find_checkpoint(tmp_path / "killed").name == "step-00000004"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from conftest import KillAt
 
 import rmtzoo
 from rmtzoo.tasks.lm import ordered_streams, stream_segments
@@ -37,22 +38,12 @@ def _weights(run_dir):
     return load_file(str(find_checkpoint(run_dir) / "model.safetensors"))
 
 
-class _StopAfter:
-    def __init__(self, step):
-        self.step = step
-
-    @rmtzoo.hookimpl
-    def rmtzoo_metrics_logged(self, run, step, metrics):
-        if step == self.step and "train/loss" in metrics:
-            raise KeyboardInterrupt
-
-
 def test_stream_training_resumes_exactly_with_carried_bptt_state(tmp_path):
     config = _config(tmp_path)
     whole = train(config, tmp_path / "whole", registry=rmtzoo.Registry(environ={}), log=lambda *a: None)
 
     registry = rmtzoo.Registry(environ={})
-    registry.add_plugin(_StopAfter(7), "stop")
+    registry.add_plugin(KillAt(7), "stop")
     try:
         train(config, tmp_path / "split", registry=registry, log=lambda *a: None)
     except KeyboardInterrupt:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import KillAt
 from safetensors.torch import load_file
 from torch import nn
 
 import rmtzoo
-from rmtzoo import hookimpl
 from rmtzoo.train import (
     Trainer,
     TrainingDiverged,
@@ -95,18 +95,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def records(run_dir) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-
-
-class KillAt:
-    """A plugin that interrupts the run once step ``step`` has been logged (before its checkpoint)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    @hookimpl
-    def rmtzoo_metrics_logged(self, run, step, metrics):
-        if step == self.step and "train/loss" in metrics:
-            raise KeyboardInterrupt
 
 
 def interrupted_run(config, run_dir, kill_at: int) -> None:
