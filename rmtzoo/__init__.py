@@ -7,6 +7,7 @@ Public surface (plugins import only from here)::
     model = rmtzoo.build_model(config)
     state = model.initial_state(batch_size=2)
     out, state = model.step(segment_ids, state)
+    tokens = list(rmtzoo.generate(model, prompt_ids, max_new_tokens=20, top_k=5, temperature=0.8))
 """
 
 from rmtzoo._build import build_model
@@ -42,6 +43,7 @@ from rmtzoo._errors import (
 from rmtzoo._registry import PluginInfo, Registry, hookimpl
 from rmtzoo.heads import PoolingHead
 from rmtzoo.model import RecurrentMemoryModel, RecurrentState, SequenceOutput, StepOutput
+from rmtzoo.train._generate import generate, generate_batch
 
 __version__ = "0.1.0"
 
@@ -76,6 +78,8 @@ __all__ = [
     "config_json_schema",
     "dump_config",
     "format_validation_error",
+    "generate",
+    "generate_batch",
     "hookimpl",
     "load_config",
 ]

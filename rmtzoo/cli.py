@@ -20,6 +20,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USER_ERROR)
 
 
+def _number(kind, low, high, *, open_low=False):
+    """An argparse type: ``kind`` within [low, high] (``(low, high]`` with ``open_low``), else one line."""
+    where = f"{'(' if open_low else '['}{low}, {high}]" if high is not None else f">= {low}"
+    name = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name} {where}, got {text!r}") from None
+        if not (value > low if open_low else value >= low) or (high is not None and value > high) or value != value:
+            raise argparse.ArgumentTypeError(f"expected {name} {where}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _plugin_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
     """The plugin switches, accepted before and after the command (``rmtzoo plugins --block X``)."""
     default = (lambda value: argparse.SUPPRESS) if sub else (lambda value: value)
@@ -66,10 +83,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="stream tokens from a checkpoint, carrying memory across segments")
     p.add_argument("checkpoint")
-    p.add_argument("--prompt", help="text, encoded with the task's vocabulary (language-modelling tasks)")
-    p.add_argument("--ids", help="comma-separated token ids instead of --prompt")
-    p.add_argument("--max-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--prompt", action="append", help="text, encoded with the task's vocabulary (text tasks); "
+                   "repeat for a batch, one output line each")
+    p.add_argument("--ids", action="append", help="comma-separated token ids instead of --prompt (repeatable)")
+    p.add_argument("--max-tokens", type=_number(int, 1, None), default=100, help="new tokens per prompt (>= 1)")
+    p.add_argument("--temperature", type=_number(float, 0, None), default=0.0, help="0: greedy (>= 0)")
+    p.add_argument("--top-k", type=_number(int, 1, None), default=None, help="sample from the K most likely tokens")
+    p.add_argument("--top-p", type=_number(float, 0, 1, open_low=True), default=None,
+                   help="sample from the smallest set of tokens whose probability reaches P, in (0, 1]")
+    p.add_argument("--stop", metavar="IDS", help="comma-separated token ids that end a prompt's generation "
+                   "('eos': the task's end-of-text token)")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("demo", help="train a small RMT on an in-memory copy task (embedded default config)")
@@ -229,30 +252,60 @@ def _cmd_eval(args) -> int:
 def _cmd_generate(args) -> int:
     import torch
 
-    from rmtzoo.train import generate
+    from rmtzoo.train import generate, generate_batch
 
-    _, _, task, model = _load_run(args, "best")
     if (args.prompt is None) == (args.ids is None):
-        raise RmtzooError("generate: give exactly one of --prompt TEXT or --ids 1,2,3")
+        raise RmtzooError("generate: give exactly one of --prompt TEXT or --ids 1,2,3 (either may be repeated for a batch)")
+    _, _, task, model = _load_run(args, "best")
     if args.prompt is not None:
         if not hasattr(task, "encode"):
             raise RmtzooError(f"generate: task {task.name!r} has no text vocabulary; use --ids")
-        prompt = task.encode(args.prompt)
+        prompts = [task.encode(text) for text in args.prompt]
     else:
-        try:
-            prompt = [int(x) for x in args.ids.split(",") if x.strip()]
-        except ValueError:
-            raise RmtzooError(f"--ids: expected comma-separated integers, got {args.ids!r}") from None
-    bad = [i for i in prompt if not 0 <= i < model.vocab_size]
-    if bad:
-        raise RmtzooError(f"--ids: token id {bad[0]} is outside the vocabulary [0, {model.vocab_size})")
-    gen = torch.Generator().manual_seed(args.seed)
-    for token in generate(model, prompt, args.max_tokens, temperature=args.temperature, generator=gen):
-        piece = task.decode([token]) + " " if hasattr(task, "decode") else f"{token} "
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+        prompts = [_id_list("--ids", text) for text in args.ids]
+    stop = []
+    for item in (args.stop or "").split(","):
+        if item.strip() == "eos":
+            if getattr(task, "eos_id", None) is None:
+                raise RmtzooError(f"--stop: task {task.name!r} has no end-of-text token; give token ids")
+            stop.append(task.eos_id)
+        elif item.strip():
+            stop += _id_list("--stop", item)
+    for ids in (*prompts, stop):
+        bad = [i for i in ids if not 0 <= i < model.vocab_size]
+        if bad:
+            flag = "--stop" if ids is stop else "--ids"
+            raise RmtzooError(f"{flag}: token id {bad[0]} is outside the vocabulary [0, {model.vocab_size})")
+    options = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "stop_tokens": stop,
+               "generator": torch.Generator().manual_seed(args.seed)}
+    if len(prompts) > 1:
+        for tokens in generate_batch(model, prompts, args.max_tokens, **options):
+            sys.stdout.write(_text(task, tokens) + "\n")
+        return 0
+    shown, tokens = "", []
+    for token in generate(model, prompts[0], args.max_tokens, **options):
+        tokens.append(token)
+        text = _text(task, tokens)
+        if hasattr(task, "decode"):  # only the new part; an unfinished UTF-8 character waits for the next token
+            text = text.rstrip("\ufffd")
+        if text.startswith(shown):
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+    sys.stdout.write(_text(task, tokens)[len(shown):] + "\n")
     return 0
+
+
+def _text(task, tokens) -> str:
+    """Generated tokens as the task's text, or as space-separated ids for a task without a vocabulary."""
+    return task.decode(tokens) if hasattr(task, "decode") else "".join(f"{t} " for t in tokens)
+
+
+def _id_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RmtzooError(f"{flag}: expected comma-separated integers, got {text!r}") from None
 
 
 def _cmd_bench(args) -> int:

@@ -210,6 +210,23 @@ def test_generate_prints_token_ids(run, env):
     assert tokens == list(generate(load_model(run_dir), [3, 4, 5], 10))
 
 
+def test_generate_batch_of_prompts_with_a_stop_token(run, capsys):
+    """Repeated --ids: one line per prompt, as generate_batch gives; --stop ends a line at its token."""
+    run_dir, _ = run
+    model = load_model(run_dir)
+    prompts = [[3, 4, 5], [6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    expected = rmtzoo.generate_batch(model, prompts, 9)
+    argv = ["--no-entry-points", "generate", str(run_dir), "--max-tokens", "9"]
+    for p in prompts:
+        argv += ["--ids", ",".join(map(str, p))]
+    assert main(argv) == 0
+    assert [[int(t) for t in line.split()] for line in capsys.readouterr().out.splitlines()] == expected
+    stop = expected[0][2]
+    assert main([*argv, "--stop", str(stop)]) == 0
+    lines = [[int(t) for t in line.split()] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [e[: e.index(stop)] if stop in e else e for e in expected] and len(lines[0]) <= 2
+
+
 def _random_model():
     """An untrained model with large weights: its greedy continuations vary from token to token."""
     registry = rmtzoo.Registry(environ={}, entry_points=False)

@@ -1,51 +1,166 @@
-"""Streaming generation for any length: memory and cache are carried across segments."""
+"""Generation for any length: memory (and cache) carried across segments, one prompt or a batch.
+
+Each prompt runs in its own segments, aligned at its own first token, exactly as a whole-sequence pass
+over prompt + generated tokens would cut it. The open segment is re-run from the state it started with
+for each new token; once it holds ``segment_length`` tokens it is committed and its memory (and cache)
+carry to the next segment. A batch is exact too: at every step, the prompts whose open segments have the
+same length and the same number of committed segments run as one batch (equal-length prompts always
+do), so a batch gives what each prompt gives alone.
+
+Decoding: greedy with ``temperature = 0``; otherwise sampling from ``softmax(logits / temperature)``
+restricted to the ``top_k`` most likely tokens and to the smallest set whose probability reaches
+``top_p`` (nucleus sampling). A token in ``stop_tokens`` ends that prompt's generation and is not
+returned.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Collection, Iterator, Sequence
 
 import torch
 
 from rmtzoo._errors import InputError
+from rmtzoo.model import RecurrentState
+
+
+def check_options(max_new_tokens, temperature, top_k, top_p) -> None:
+    """One-line errors naming the option and its allowed range."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if not isinstance(temperature, int | float) or not temperature >= 0 or temperature == float("inf"):
+        raise InputError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InputError(f"top_k must be an integer >= 1 (or None: no limit), got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, int | float) or not 0 < top_p <= 1):
+        raise InputError(f"top_p must be in (0, 1] (or None: no limit), got {top_p!r}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """logits ``[B, V]`` with every token outside the top-k and outside the top-p nucleus at -inf."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # [B, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # [B, V]
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # probability of the tokens ranked above each one
+        drop = before >= top_p  # the most likely token is always kept
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> list[int]:
+    """One token per row of ``logits [B, V]``; rows are sampled in order from ``generator``."""
+    if temperature == 0:
+        return logits.argmax(-1).tolist()
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)  # [B, V]
+    return [int(torch.multinomial(row, 1, generator=generator)) for row in probs]
+
+
+def _stack(states: list[RecurrentState]) -> RecurrentState:
+    """Batch-1 states with the same shapes as one state of batch ``len(states)``. The BPTT window is
+    dropped: without a gradient the model never reads it."""
+    if len(states) == 1:
+        return states[0]
+    first = states[0]
+
+    def cat(values):
+        return None if values[0] is None else torch.cat(values, dim=0)
+
+    cache = None if first.cache is None else tuple(
+        torch.cat(layer, dim=0) for layer in zip(*(s.cache for s in states), strict=True))  # [B, C, D] each
+    return RecurrentState(len(states), cat([s.memory for s in states]), cache, (), first.n_segments,
+                          cat([s.cache_valid for s in states]))
+
+
+def _unstack(state: RecurrentState) -> list[RecurrentState]:
+    def row(x, i):
+        return None if x is None else x[i : i + 1]
+
+    return [RecurrentState(1, row(state.memory, i), None if state.cache is None else tuple(c[i : i + 1] for c in state.cache),
+                           (), state.n_segments, row(state.cache_valid, i)) for i in range(state.batch_size)]
 
 
 @torch.no_grad()
-def generate(model, prompt_ids: list[int], max_new_tokens: int, *, temperature: float = 0.0,
-             generator: torch.Generator | None = None) -> Iterator[int]:
-    """Yield new token ids one at a time. The open segment is re-run from the state it started with for
-    each new token; once it holds ``segment_length`` tokens it is committed and its memory (and cache)
-    carry to the next segment, so the context is not limited to one segment."""
-    if not prompt_ids:
-        raise InputError("generate needs a non-empty prompt")
+def stream_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, stop_tokens: Collection[int] = (),
+                 generator: torch.Generator | None = None) -> Iterator[dict[int, int]]:
+    """Yield, at every step, ``{prompt index: new token}`` for the prompts still generating, until each
+    has ``max_new_tokens`` tokens or has drawn a stop token."""
+    check_options(max_new_tokens, temperature, top_k, top_p)
+    prompts = [list(map(int, p)) for p in prompts]
+    if not prompts or any(not p for p in prompts):
+        raise InputError("generate needs at least one prompt, and every prompt needs at least one token")
+    stop = {int(t) for t in stop_tokens}
     model.eval()
     device = next(model.parameters()).device
     length = model.segment_length
-    state = model.initial_state(1)
-    current: list[int] = []
-    last_logits = None
+    n = len(prompts)
+    states = model.initial_state(1)
+    states = [states] * n
+    opened: list[list[int]] = [[] for _ in range(n)]  # tokens of each prompt's open segment
+    logits = [None] * n  # next-token logits [V] after a commit that left the open segment empty
 
-    def commit(tokens):
-        out, new_state = model.step(torch.tensor([tokens], device=device), state)
-        return out.logits[0, -1], new_state
+    def run(indices: list[int], commit: bool) -> None:
+        """One ``model.step`` for prompts whose open segments have one length and state shape."""
+        ids = torch.tensor([opened[i] for i in indices], device=device)  # [G, T]
+        out, new_state = model.step(ids, _stack([states[i] for i in indices]))
+        for row, i in enumerate(indices):
+            logits[i] = out.logits[row, -1]
+        if commit:
+            for i, state in zip(indices, _unstack(new_state), strict=True):
+                states[i], opened[i] = state, []
 
-    for token in prompt_ids:
-        current.append(token)
-        if len(current) == length:
-            last_logits, state = commit(current)
-            current = []
+    def grouped(indices):
+        groups = defaultdict(list)
+        for i in indices:
+            groups[len(opened[i]), states[i].n_segments].append(i)
+        return groups.values()
+
+    # the prompts' whole segments, batched segment by segment
+    for start in range(0, max(map(len, prompts)) - length + 1, length):
+        full = [i for i in range(n) if len(prompts[i]) >= start + length]
+        for i in full:
+            opened[i] = prompts[i][start : start + length]
+        run(full, commit=True)
+    for i in range(n):
+        opened[i] = prompts[i][len(prompts[i]) // length * length :]
+
+    active = list(range(n))
     for _ in range(max_new_tokens):
-        if current:
-            out, _ = model.step(torch.tensor([current], device=device), state)
-            logits = out.logits[0, -1]
-        else:
-            logits = last_logits
-        if temperature > 0:
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=generator))
-        else:
-            token = int(logits.argmax())
-        yield token
-        current.append(token)
-        if len(current) == length:
-            last_logits, state = commit(current)
-            current = []
+        for group in grouped(i for i in active if opened[i]):
+            run(group, commit=False)
+        tokens = _pick(torch.stack([logits[i] for i in active]), temperature, top_k, top_p, generator)
+        step = {}
+        for i, token in zip(active, tokens, strict=True):
+            if token in stop:
+                continue
+            step[i] = token
+            opened[i].append(token)
+        active = list(step)
+        if not active:
+            return
+        yield step
+        for group in grouped(i for i in active if len(opened[i]) == length):
+            run(group, commit=True)
+
+
+def generate(model, prompt_ids: Sequence[int], max_new_tokens: int, *, temperature: float = 0.0,
+             top_k: int | None = None, top_p: float | None = None, stop_tokens: Collection[int] = (),
+             generator: torch.Generator | None = None) -> Iterator[int]:
+    """Yield new token ids one at a time for one prompt (a list of ids), memory carried across
+    segments; see the module docstring for the options."""
+    for step in stream_batch(model, [prompt_ids], max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             stop_tokens=stop_tokens, generator=generator):
+        yield step[0]
+
+
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, **options) -> list[list[int]]:
+    """The new tokens of every prompt (prompts may differ in length), as :func:`generate` gives them for
+    each prompt alone under greedy decoding; sampled rows draw from one ``generator`` in prompt order."""
+    out: list[list[int]] = [[] for _ in prompts]
+    for step in stream_batch(model, prompts, max_new_tokens, **options):
+        for i, token in step.items():
+            out[i].append(token)
+    return out
