@@ -4,7 +4,7 @@ between registries."""
 
 from rmtzoo import attention, placements, recurrences
 from rmtzoo.backbones import transformer_xl
-from rmtzoo.tasks import hyperpartisan, lm, samples
+from rmtzoo.tasks import hyperpartisan, lm, samples, text
 from rmtzoo.train import _loggers
 
 PLUGINS = [
@@ -15,6 +15,7 @@ PLUGINS = [
     ("rmtzoo.tasks.samples", samples),
     ("rmtzoo.tasks.lm", lm),
     ("rmtzoo.tasks.hyperpartisan", hyperpartisan),
+    ("rmtzoo.tasks.text", text),
     ("rmtzoo.loggers.jsonl", _loggers.JsonlLogger),
     ("rmtzoo.loggers.tensorboard", _loggers.TensorBoardLogger),
 ]

@@ -260,7 +260,8 @@ def _cmd_generate(args) -> int:
     if args.prompt is not None:
         if not hasattr(task, "encode"):
             raise RmtzooError(f"generate: task {task.name!r} has no text vocabulary; use --ids")
-        prompts = [task.encode(text) for text in args.prompt]
+        encode = getattr(task, "prompt_ids", task.encode)  # a prompt/answer task lays prompts out as it trained
+        prompts = [encode(text) for text in args.prompt]
     else:
         prompts = [_id_list("--ids", text) for text in args.ids]
     stop = []
