@@ -201,3 +201,34 @@ def test_text_file_with_hf_tokenizer_trains_hf_gpt2_with_read_write_memory(tmp_p
     assert results["step"] == 4 and torch.isfinite(torch.tensor(results["test/ppl"]))
     assert config.memory.kind == "read_write" and config.backbone.kind == "hf_gpt2"
     assert (tmp_path / "run" / "results.json").exists()
+
+
+# -- the example, through the command ------------------------------------------------------------------
+def test_own_text_example_trains_and_generates_text(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from rmtzoo.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # the example's paths are relative to the repository root
+    monkeypatch.setenv("RMTZOO_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    shrink = ["train.steps=4", "eval.every=4", "eval.max_batches=1", "train.log_every=2"]
+    assert main(["--no-entry-points", "train", "examples/own_text.toml", *shrink, "--run-dir", str(run_dir)]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["step"] == 4
+    capsys.readouterr()
+    argv = ["--no-entry-points", "generate", str(run_dir), "--prompt", "The grain ship", "--max-tokens", "30",
+            "--temperature", "0.8", "--top-k", "5", "--seed", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    registry = rmtzoo.Registry(environ={}, entry_points=False)
+    from rmtzoo.train import find_checkpoint, load_checkpoint, prepare_model
+
+    folder = find_checkpoint(run_dir, which="best")
+    config = rmtzoo.load_config(folder / "config.json", registry=registry)
+    task = build_task(config, registry)
+    model = prepare_model(config, task, registry)
+    load_checkpoint(folder, model)
+    tokens = list(rmtzoo.generate(model, task.encode("The grain ship"), 30, temperature=0.8, top_k=5,
+                                  generator=torch.Generator().manual_seed(1)))
+    assert printed == task.decode(tokens) + "\n"  # streamed text, pieces joined as the tokenizer decodes them
