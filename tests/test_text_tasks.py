@@ -232,3 +232,31 @@ def test_own_text_example_trains_and_generates_text(tmp_path, capsys, monkeypatc
     tokens = list(rmtzoo.generate(model, task.encode("The grain ship"), 30, temperature=0.8, top_k=5,
                                   generator=torch.Generator().manual_seed(1)))
     assert printed == task.decode(tokens) + "\n"  # streamed text, pieces joined as the tokenizer decodes them
+
+
+def test_text_pairs_with_the_word_vocabulary_end_answers_in_one_eos(tmp_path):
+    rows = [{"q": "name the cat", "a": "tom"}, {"q": "name the dog", "a": "rex the dog"}] * 10
+    path = _jsonl(tmp_path / "pairs.jsonl", rows)
+    task = _task(tmp_path, "text_pairs", train=path, prompt_column="q", answer_column="a", tokenizer="transformer_xl",
+                 prompt_length=5, answer_length=3)
+    vocab = task.tokenizer.vocab
+    assert vocab[:3] == ["<eos>", "<unk>", "<pad>"]
+    ids, labels = task.tensors("train")
+    words = {tuple(vocab[i] for i in row) for row in ids.tolist()}
+    assert words == {("<pad>", "name", "the", "cat", "<eos>", "tom", "<eos>", "<pad>"),
+                     ("<pad>", "name", "the", "dog", "<eos>", "rex", "the", "<eos>")}  # answer cut to 2 + <eos>
+    assert task.decode(task.prompt_ids("name the cat")) == "name the cat\n"
+
+
+def test_a_dataset_folder_by_name_uses_its_validation_split(tmp_path):
+    """hub_name goes through datasets.load_dataset(name): a local dataset folder works offline, its
+    train / validation files become train / valid, and the missing test is held out from train."""
+    folder = tmp_path / "my_corpus"
+    folder.mkdir()
+    _jsonl(folder / "train.jsonl", [{"text": line} for line in TEXT.splitlines()])
+    _jsonl(folder / "validation.jsonl", [{"text": "a cat sat"}])
+    task = _task(tmp_path, "text_lm", hub_name=str(folder), holdout=0.1)
+    assert task.decode(task.tokens("valid")) == "a cat sat\n"
+    n = len(TEXT.encode())
+    assert task.tokens("test").numel() == int(n * 0.1)
+    assert task.decode(torch.cat([task.tokens("train"), task.tokens("test")])) == TEXT

@@ -210,7 +210,9 @@ def _stat(path: str) -> list:
 
 def _fingerprint(p: TextSourceParams) -> dict:
     if p.hub_name is not None:
-        return {"hub": [p.hub_name, p.hub_config]}
+        local = Path(p.hub_name).expanduser()  # a dataset folder on disk: its files' sizes and times count
+        files = sorted(f for f in local.rglob("*") if f.is_file()) if local.is_dir() else []
+        return {"hub": [p.hub_name, p.hub_config], "files": [data._stat(f) for f in files]}
     return {s: _stat(getattr(p, s)) for s in SPLITS if getattr(p, s)}
 
 
@@ -222,7 +224,7 @@ def _open(task: str, p: TextSourceParams, work: Path, *, streaming: bool = False
     try:
         if p.hub_name is not None:
             loaded = datasets.load_dataset(p.hub_name, p.hub_config, streaming=streaming,
-                                           cache_dir=str(Path(work).parent / "hf_datasets"))
+                                           cache_dir=str(data.cache_root(p.cache_dir) / "hf_datasets"))
             found = {s: next((loaded[n] for n in names if n in loaded), None) for s, names in HUB_SPLITS.items()}
             if found["train"] is None:
                 raise TextDataError(f"{task}: {p.hub_name!r} has no train split (it has {', '.join(loaded)})")

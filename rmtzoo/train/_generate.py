@@ -55,6 +55,8 @@ def _pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> 
     if temperature == 0:
         return logits.argmax(-1).tolist()
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)  # [B, V]
+    if generator is not None and probs.device != generator.device:
+        probs = probs.to(generator.device)  # a CPU generator for a model on an accelerator
     return [int(torch.multinomial(row, 1, generator=generator)) for row in probs]
 
 
