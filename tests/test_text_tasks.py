@@ -161,6 +161,11 @@ def test_bad_sources_are_one_line_errors(tmp_path):
         _task(tmp_path, "text_lm", train=path, hub_name="someone/corpus")
     with pytest.raises(rmtzoo.RmtzooError, match=r"cannot load Hugging Face tokenizer .*no-such-tokenizer"):
         _task(tmp_path, "text_lm", train=path, tokenizer=str(tmp_path / "no-such-tokenizer")).tokens("train")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine"}\n{"text": \n', encoding="utf-8")
+    for streaming in (False, True):
+        with pytest.raises(rmtzoo.RmtzooError, match=r"^text_lm: datasets could not read"):
+            _task(tmp_path, "text_lm", train=str(broken), streaming=streaming).tokens("train")
     assert not list((tmp_path / "cache" / "text").glob(".*"))  # no temporary folder left behind
 
 

@@ -221,6 +221,7 @@ def _open(task: str, p: TextSourceParams, work: Path, *, streaming: bool = False
     import datasets
 
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its errors come back as our one line
     try:
         if p.hub_name is not None:
             loaded = datasets.load_dataset(p.hub_name, p.hub_config, streaming=streaming,
@@ -243,12 +244,26 @@ def _open(task: str, p: TextSourceParams, work: Path, *, streaming: bool = False
     except Exception as exc:
         where = p.hub_name or ", ".join(str(getattr(p, s)) for s in SPLITS if getattr(p, s))
         hint = "; offline, give local files (train = ...)" if p.hub_name else ""
-        raise TextDataError(f"{task}: datasets could not read {where}: {one_line(exc)}{hint}") from None
+        raise TextDataError(f"{task}: datasets could not read {where}: {_root_cause(exc)}{hint}") from None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's message (``datasets`` wraps a parse error in a generic one)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return one_line(exc)
 
 
 def _columns(task: str, ds, columns: tuple[str, ...]) -> Iterator[list[list]]:
     """Batches of rows, one list per column; a missing column is a one-line error naming what exists."""
-    for batch in ds.iter(batch_size=_BATCH):
+    batches = ds.iter(batch_size=_BATCH)
+    while True:
+        try:  # a streamed source is read (and can fail) here
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise TextDataError(f"{task}: datasets could not read a row: {_root_cause(exc)}") from None
         missing = [c for c in columns if c not in batch]
         if missing:
             raise TextDataError(f"{task}: no column {missing[0]!r}; the data has {', '.join(batch)} (set the task's column options)")
@@ -334,12 +349,15 @@ class TextLMTask:
         return self
 
     def _fill(self, tmp: Path, work: Path) -> dict:
-        p = self.params
-        splits = _open(self.name, p, work, streaming=p.streaming)
-        rows = lambda split: (cols[0] for cols in _columns(self.name, splits[split], (p.column,)))  # noqa: E731
-        self._tok = _tokenizer(p, lambda: rows("train"))
         import numpy as np
 
+        p = self.params
+        splits = _open(self.name, p, work, streaming=p.streaming)
+
+        def rows(split):  # batches of row texts, read again on every call (a stream is re-streamed)
+            return (list(map(str, cols[0])) for cols in _columns(self.name, splits[split], (p.column,)))
+
+        self._tok = _tokenizer(p, lambda: rows("train"))
         counts = {}
         for split in splits:
             n = 0
@@ -420,7 +438,7 @@ class TextPairsTask:
         p = self.params
         splits = _open(self.name, p, work)
         columns = (p.prompt_column, p.answer_column)
-        pairs = {s: [(q, a) for qs, ans in _columns(self.name, ds, columns) for q, a in zip(qs, ans, strict=True)]
+        pairs = {s: [(str(q), str(a)) for qs, ans in _columns(self.name, ds, columns) for q, a in zip(qs, ans, strict=True)]
                  for s, ds in splits.items()}
         self._tok = _tokenizer(p, lambda: iter([[t for pair in pairs["train"] for t in pair]]))
         if self._tok.eos_id is None:
