@@ -3,6 +3,8 @@ across segments, and the one-line errors of ``rmtzoo generate``'s options."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -168,6 +170,4 @@ def test_cli_rejects_out_of_range_options_with_one_line(tmp_path, capsys, argv, 
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
-    import re
-
     assert re.search(message, err[0]), err[0]
