@@ -34,11 +34,16 @@ class BackboneCapabilities:
     accepts_cache: ``forward`` takes a per-layer cache of past layer inputs (a Transformer-XL cache).
     per_sample_mask: ``forward`` also takes a per-sample mask ``[B, S, C+S]`` (padding: a padded key is
         hidden from every query); sequence classification needs this.
+    associative_memory: ``forward`` also takes ``associative`` (its per-layer associative memory, as it
+        returned it, or None for an empty one) and ``write_positions`` (the slice of ``x`` holding the
+        write memory, whose outputs update it), and returns the updated memory as
+        ``BackboneOutput.associative`` (ARMT, :mod:`rmtzoo.backbones.armt`).
     """
 
     causal: bool
     accepts_cache: bool
     per_sample_mask: bool = False
+    associative_memory: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class RecurrenceSpec:
 
     carries_memory: memory written by one segment is read by the next (needs a placement with memory).
     uses_cache: a per-layer Transformer-XL cache is carried (needs a backbone that accepts a cache).
+    carries_associative: the backbone's per-layer associative memory is carried (needs a backbone with
+        the ``associative_memory`` capability).
     """
 
     name: str
@@ -104,6 +111,7 @@ class RecurrenceSpec:
     build: Callable[..., Any]
     carries_memory: bool
     uses_cache: bool
+    carries_associative: bool = False
     test_params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -163,12 +171,15 @@ class RecurrencePolicy:
         backpropagates through (None: all of them).
     cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
+    carries_associative: the backbone's associative memory is carried (ARMT); BPTT depth bounds the
+        gradient through it exactly as through the memory tokens.
     """
 
     carries_memory: bool
     bptt_depth: int | None = None
     cache_len: int = 0
     memory_reads_cache: bool = False
+    carries_associative: bool = False
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""
@@ -189,15 +200,17 @@ class BackboneOutput(tuple):
     """What ``backbone.forward`` returns: ``hidden [B, S, D]`` and ``layer_inputs`` (one ``[B, S, D]``
     per layer: the states a Transformer-XL cache keeps; an empty tuple for a backbone without a cache).
     ``pooled [B, D]`` (or None) is the backbone's own summary of the sequence (an encoder's [CLS] state
-    through its pooler). It still unpacks as ``hidden, layer_inputs``."""
+    through its pooler). ``associative`` is the updated per-layer associative memory of a backbone with
+    that capability (None otherwise). It still unpacks as ``hidden, layer_inputs``."""
 
-    def __new__(cls, hidden, layer_inputs=(), pooled=None):
+    def __new__(cls, hidden, layer_inputs=(), pooled=None, associative=None):
         out = super().__new__(cls, (hidden, tuple(layer_inputs)))
         out.pooled = pooled
+        out.associative = associative
         return out
 
-    def __getnewargs__(self):  # pickling and copying keep ``pooled``
-        return (self[0], self[1], self.pooled)
+    def __getnewargs__(self):  # pickling and copying keep ``pooled`` and ``associative``
+        return (self[0], self[1], self.pooled, self.associative)
 
     @property
     def hidden(self):

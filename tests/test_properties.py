@@ -22,6 +22,7 @@ from _combos import (
     has_memory,
     is_valid,
     select,
+    spec,
     uses_cache,
 )
 from hypothesis import given
@@ -104,13 +105,18 @@ def assert_states_equal(a: rmtzoo.RecurrentState, b: rmtzoo.RecurrentState, **to
         assert len(a.cache) == len(b.cache)
         for x, y in zip(a.cache, b.cache, strict=True):
             torch.testing.assert_close(x, y, **(tol or {"rtol": 0, "atol": 0}))
+    assert (a.associative is None) == (b.associative is None)
+    if a.associative is not None:
+        for x, y in zip(a.associative, b.associative, strict=True):
+            torch.testing.assert_close(x, y, **(tol or {"rtol": 0, "atol": 0}))
 
 
 def row(state: rmtzoo.RecurrentState, i: int) -> rmtzoo.RecurrentState:
-    """Row ``i`` of a batched state (memory and cache only)."""
+    """Row ``i`` of a batched state (memory, cache and associative memory only)."""
     memory = None if state.memory is None else state.memory[i : i + 1]
     cache = None if state.cache is None else tuple(c[i : i + 1] for c in state.cache)
-    return rmtzoo.RecurrentState(1, memory, cache, (), state.n_segments)
+    associative = None if state.associative is None else tuple(a[i : i + 1] for a in state.associative)
+    return rmtzoo.RecurrentState(1, memory, cache, (), state.n_segments, associative=associative)
 
 
 # -- which combinations are valid ---------------------------------------------------------------------
@@ -133,6 +139,7 @@ def test_validation_matches_the_declared_capabilities(combo, registry):
         (caps.causal or not placement.requires_causal)
         and (placement.has_memory or not recurrence.carries_memory)
         and (caps.accepts_cache or not recurrence.uses_cache)
+        and (caps.associative_memory or not recurrence.carries_associative)
     )
     assert is_valid(combo, registry) == expected, combo.id
     if expected:  # a valid config also builds
@@ -144,6 +151,9 @@ def test_toy_backbone_rejects_cache_recurrences_and_accepts_the_rest(registry):
     for combo in toy:
         cache = combo.recurrence in {"xl", "rmt_xl"}
         memoryless = combo.memory == "none" and combo.recurrence in {"rmt", "rmt_xl"}
+        if spec("recurrences", combo.recurrence).carries_associative:  # toy_mixer has no associative memory
+            assert not is_valid(combo, registry)
+            continue
         if cache:
             with pytest.raises(rmtzoo.ConfigError) as info:
                 rmtzoo.load_config(combo.config(), registry=registry)
