@@ -280,33 +280,43 @@ def test_schema_is_valid_json(capsys):
 
 
 # -- config ----------------------------------------------------------------------------------------------------
-def split_config_output(out: str) -> tuple[dict, str]:
-    lines = out.rstrip("\n").splitlines()
-    match = re.fullmatch(r"# content hash: ([0-9a-f]{16})", lines[-1])
-    assert match, lines[-1]
-    return json.loads("\n".join(lines[:-1])), match.group(1)
+def split_config_output(out: str, err: str) -> tuple[dict, str]:
+    """stdout is the config as JSON alone; the content hash is the one line on stderr."""
+    match = re.fullmatch(r"content hash: ([0-9a-f]{16})\n", err)
+    assert match, err
+    return json.loads(out), match.group(1)
 
 
 def test_config_prints_config_and_hash(capsys, config_file):
     rc, out, err = run_cli(capsys, "config", config_file, "train.lr=3e-4", "memory.num_tokens=3")
-    assert rc == 0 and err == ""
-    data, digest = split_config_output(out)
+    assert rc == 0
+    data, digest = split_config_output(out, err)
     assert data["train"]["lr"] == pytest.approx(3e-4)
     assert data["memory"] == {"kind": "read_write", "num_tokens": 3, "init": "random"}
     assert data["backbone"]["kind"] == "transformer_xl" and data["backbone"]["n_head"] == 4  # defaults shown
     expected = rmtzoo.load_config(config_file, ["train.lr=3e-4", "memory.num_tokens=3"], registry=rmtzoo.Registry())
     assert digest == expected.content_hash()
-    rc, out, _ = run_cli(capsys, "config", config_file)
-    assert split_config_output(out)[1] != digest
+    rc, out, err = run_cli(capsys, "config", config_file)
+    assert split_config_output(out, err)[1] != digest
+
+
+def test_config_stdout_pipes_into_json_tool(config_file):
+    """`rmtzoo config X | python -m json.tool` works: nothing but the JSON document on stdout."""
+    rmtzoo_cmd = [sys.executable, "-m", "rmtzoo", "--no-entry-points", "config", str(config_file)]
+    config = subprocess.run(rmtzoo_cmd, capture_output=True, text=True, check=True)
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=config.stdout, capture_output=True, text=True)
+    assert tool.returncode == 0, tool.stderr
+    assert json.loads(tool.stdout)["backbone"]["kind"] == "transformer_xl"
+    assert "content hash: " in config.stderr
 
 
 def test_config_output_round_trips(capsys, config_file, tmp_path):
-    rc, out, _ = run_cli(capsys, "config", config_file, "seed=9")
-    data, digest = split_config_output(out)
+    rc, out, err = run_cli(capsys, "config", config_file, "seed=9")
+    data, digest = split_config_output(out, err)
     dumped = tmp_path / "printed.json"
-    dumped.write_text(json.dumps(data))
-    rc, out, _ = run_cli(capsys, "config", dumped)
-    assert rc == 0 and split_config_output(out) == (data, digest)
+    dumped.write_text(out)
+    rc, out, err = run_cli(capsys, "config", dumped)
+    assert rc == 0 and split_config_output(out, err) == (data, digest)
 
 
 def test_config_with_plugin_backbone(capsys, tmp_path):
@@ -314,7 +324,7 @@ def test_config_with_plugin_backbone(capsys, tmp_path):
     path.write_text("backbone:\n  kind: toy_mixer\n  vocab_size: 11\nsegment:\n  length: 4\n")
     rc, out, err = run_cli(capsys, "--plugins-dir", PLUGINS_DIR, "config", path)
     assert rc == 0, err
-    data, _ = split_config_output(out)
+    data, _ = split_config_output(out, err)
     assert data["backbone"] == {"kind": "toy_mixer", "vocab_size": 11, "d_model": 16, "n_layer": 2}
     rc, out, err = run_cli(capsys, "config", path)  # without the plugin
     assert_one_line_error(rc, out, err, "backbone.kind: unknown backbone 'toy_mixer'")
