@@ -194,6 +194,8 @@ def _cmd_plugins(args) -> int:
     for info in infos:
         print(f"{info.name:<{width}} {info.version:<10} {info.source:<12} {info.location}")
         print(f"{'':<{width}} hooks: {', '.join(info.hooks) or '-'}")
+    sys.stdout.flush()
+    registry.check()  # loaded is not working: a registration hook that raises is reported (exit 2)
     return 0
 
 

@@ -394,6 +394,13 @@ def test_demo_rejects_small_vocabulary(capsys, one_thread):
         (["demo", "{tmp}/missing.toml"], ["missing.toml", "not found"]),
         (["--plugins-dir", "{tmp}/no-such-dir", "list"], ["no-such-dir", "does not exist"]),
         (["--plugins-dir", "{tmp}/broken", "list"], ["plugin 'kaputt'", "failed to load", "kaputt at import"]),
+        (["--plugins-dir", "{tmp}/raising", "list", "backbones"],
+         ["plugin 'boom'", "failed in rmtzoo_register_backbones", "RuntimeError: boom"]),
+        (["--plugins-dir", "{tmp}/raising", "config", "{config}"], ["plugin 'boom'", "RuntimeError: boom"]),
+        (["--plugins-dir", "{tmp}/multiline", "list"], ["plugin 'twolines'", "first half second half"]),
+        (["--plugins-dir", "{tmp}/twins", "config", "{config}"], ["backbone 'twin' is registered twice"]),
+        (["config", "{copy}"], ["task: src_len=2 with n_symbols=2 gives 4 distinct inputs", "115000"]),
+        (["train", "{copy}", "--run-dir", "{tmp}/run"], ["task", "gives 4 distinct inputs"]),
         (["frobnicate"], ["invalid choice: 'frobnicate'"]),
         ([], ["the following arguments are required: command"]),
         (["list", "a", "b", "c"], ["unrecognized arguments: c"]),
@@ -409,10 +416,46 @@ def test_user_errors(capsys, tmp_path, config_file, argv, fragments):
     (tmp_path / "exp.ini").write_text("[backbone]\n")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "kaputt.py").write_text("raise RuntimeError('kaputt at import')\n")
-    argv = [a.format(tmp=tmp_path, config=config_file, nomem=tmp_path / "nomem.json") for a in argv]
+    write_raising_plugin(tmp_path / "raising")
+    (tmp_path / "multiline").mkdir()
+    (tmp_path / "multiline" / "twolines.py").write_text("raise ImportError('first half\\n  second half')\n")
+    (tmp_path / "twins").mkdir()
+    for name in ("twin_a", "twin_b"):
+        (tmp_path / "twins" / f"{name}.py").write_text(TWIN_PLUGIN)
+    copy = tmp_path / "copy.toml"
+    copy.write_text(CONFIG_TOML + '\n[task]\nkind = "copy"\nsrc_len = 2\nn_symbols = 2\n')
+    argv = [a.format(tmp=tmp_path, config=config_file, nomem=tmp_path / "nomem.json", copy=copy) for a in argv]
     rc, out, err = run_cli(capsys, *argv)
     assert_one_line_error(rc, out, err, *fragments)
-    assert out == ""
+    assert out == "" and not (tmp_path / "run").exists()
+    assert len(err) < 300 or "failed to load" in err, err  # one statement, not the same one per axis block
+
+
+# two plugin files registering the same backbone name (never built: validation stops first)
+TWIN_PLUGIN = """\
+import rmtzoo
+
+@rmtzoo.hookimpl
+def rmtzoo_register_backbones(register):
+    caps = rmtzoo.BackboneCapabilities(causal=True, accepts_cache=False)
+    register(rmtzoo.BackboneSpec(name="twin", summary="-", params=rmtzoo.NoParams, build=None, capabilities=caps))
+"""
+
+
+def write_raising_plugin(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "boom.py").write_text(
+        "import rmtzoo\n\n@rmtzoo.hookimpl\ndef rmtzoo_register_backbones(register):\n"
+        "    raise RuntimeError('boom')\n"
+    )
+
+
+def test_plugins_reports_a_registration_hook_that_raises(capsys, tmp_path):
+    """``rmtzoo plugins`` lists what loaded, then names the plugin whose hook raised (exit 2)."""
+    write_raising_plugin(tmp_path / "raising")
+    rc, out, err = run_cli(capsys, "--no-entry-points", "--plugins-dir", tmp_path / "raising", "plugins")
+    assert_one_line_error(rc, "", err, "plugin 'boom'", "failed in rmtzoo_register_backbones", "RuntimeError: boom")
+    assert "boom" in out and "rmtzoo_register_backbones" in out  # the listing still came first
 
 
 def test_help_exits_zero(capsys):
