@@ -123,7 +123,7 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path):
     class Bad:
         @rmtzoo.hookimpl
         def rmtzoo_register_benchmarks(self, register):
-            good = {"task": {"kind": "copy", "src_len": 4}, "backbone": {"kind": "transformer_xl", "vocab_size": 12},
+            good = {"task": {"kind": "copy", "src_len": 4, "train_size": 64, "valid_size": 16, "test_size": 16}, "backbone": {"kind": "transformer_xl", "vocab_size": 12},
                     "segment": {"length": 4}}
             bad = {**good, "segment": {"length": 5}}  # 12-token samples: 5 does not tile them
             register(rmtzoo.BenchmarkSpec("badgrid", "s", lambda p: Benchmark(

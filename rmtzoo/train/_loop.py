@@ -30,6 +30,7 @@ from rmtzoo._config import ExperimentConfig
 from rmtzoo._errors import ConfigError, RmtzooError
 from rmtzoo._io import atomic_write_text
 from rmtzoo._registry import Registry
+from rmtzoo._runtime import resolve_device, set_threads
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rmtzoo.train._eval import IGNORE_INDEX, evaluate_task
 from rmtzoo.train._loggers import Progress
@@ -100,7 +101,8 @@ def _lr_lambda(cfg):
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir, *, registry: Registry | None = None, log=print) -> None:
+    def __init__(self, config: ExperimentConfig, run_dir, *, registry: Registry | None = None, log=print,
+                 device: str | None = "auto") -> None:
         self.config, self.run_dir, self.log = config, Path(run_dir), log
         self.registry = registry if registry is not None else Registry()
         self.task = build_task(config, self.registry)
@@ -113,7 +115,7 @@ class Trainer:
         if curriculum is not None and self.task.kind != "samples":
             raise ConfigError("train.curriculum: only sample tasks grow their number of segments")
         self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
-        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self.autocast = make_autocast(config.train.precision, self.device)
         self.run = RunInfo(str(self.run_dir), config, config.content_hash())
@@ -358,13 +360,20 @@ class Trainer:
         return metrics
 
 
-def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True, log=print) -> dict:
-    """Train ``config`` in ``run_dir`` (resuming from its latest checkpoint) and return test metrics."""
+def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True, log=print,
+          device: str | None = "auto", threads: int | None = None) -> dict:
+    """Train ``config`` in ``run_dir`` (resuming from its latest checkpoint) and return test metrics.
+
+    device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    threads: PyTorch's CPU thread count for the run; ``None`` leaves it as it is (the CLI passes
+    :func:`rmtzoo.default_threads`)."""
+    if threads is not None:
+        set_threads(threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        return Trainer(config, run_dir, registry=registry, log=log).fit(resume=resume)
+        return Trainer(config, run_dir, registry=registry, log=log, device=device).fit(resume=resume)
     finally:
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
