@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--shard", metavar="I/N", help="run only the I-th of every N cells (sorted by hash)")
         else:
             b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
-            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: benchmarks/reference/paper_numbers.csv)")
+            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: the table packaged with rmtzoo-benchmarks)")
     return parser
 
 
