@@ -185,3 +185,42 @@ def test_a_model_trains_and_evaluates_on_it(tmp_path):
 
     metrics = train(config, tmp_path / "run", log=lambda *a, **k: None)
     assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["test/decoding"] == "teacher_forced"
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------
+def test_bench_run_babilong_smoke_sweeps_lengths_and_reports(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
+    from rmtzoo.cli import main
+
+    monkeypatch.setenv("RMTZOO_CACHE", str(tmp_path / "cache"))
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    assert main(["bench", "run", "babilong", "--preset", "smoke", "--results", str(results)]) == 0
+    assert main(["bench", "report", "babilong", "--preset", "smoke", "--results", str(results),
+                 "--reports", str(reports)]) == 0
+    capsys.readouterr()
+    records = [json.loads(p.read_text()) for p in (results / "babilong" / "smoke").glob("*.json")]
+    sweeps = {r["labels"]["model"]: [p["length"] for p in r["analysis"]["lengths"]] for r in records}
+    assert sweeps == {"RMT": [64, 128, 256], "ARMT": [64, 128, 256], "Tr-XL": [64, 128, 256],
+                      "Full attention": [64, 128]}
+    for r in records:
+        for point in r["analysis"]["lengths"]:
+            assert 0 <= point["accuracy"] <= 1 and point["n"] == min(64, 1024 // point["length"])
+            assert point["tokens_per_s"] > 0 and point["peak_rss_mb"] > 0
+    text = (reports / "smoke" / "babilong.md").read_text()
+    assert "## Exact match against context length" in text and "| ARMT | 0." in text
+    assert (reports / "smoke" / "babilong_lengths.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_small_and_paper_presets_reach_a_million_tokens():
+    pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
+    from rmtzoo_benchmarks.babilong import cells, eval_lengths
+
+    lengths = eval_lengths(256, 1_000_000)
+    assert lengths[:3] == [256, 512, 1024] and lengths[-2:] == [524_288, 1_000_000]
+    for preset in ("small", "paper"):
+        up_to = {c.labels["model"]: c.labels["eval_up_to"] for c in cells(preset)}
+        assert up_to["RMT"] == up_to["ARMT"] == up_to["Tr-XL"] == 1_000_000 > up_to["Full attention"]
+        for cell in cells(preset):
+            rmtzoo.load_config({**cell.config, "seed": 0})  # every cell validates
+            if cell.labels["model"] != "Full attention":
+                assert cell.config["train"]["curriculum"]["segments"][0] == 1

@@ -126,14 +126,14 @@ class ARMT(nn.Module):
     def forward(self, x, *, mask=None, cache=None, associative=None, write_positions=slice(0, 0)) -> BackboneOutput:
         """x [B, S, D]; associative: n_layer x [B, F, D+1] or None (empty); write_positions: the slice of
         S whose layer outputs update each layer's memory -> hidden [B, S, D] and the updated memory."""
-        mask, pos_emb = self.xl.attention_inputs(x, mask, cache)
+        mask, pos_emb, additive = self.xl.attention_inputs(x, mask, cache)
         hidden = self.xl.drop(x)
         layer_inputs, updated = [], []
         for i, memory in enumerate(self.memories):
             state = None if associative is None else associative[i]
             hidden = hidden + memory.read(hidden, state)  # [B, S, D]
             layer_inputs.append(hidden)
-            hidden = self.xl.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask)
+            hidden = self.xl.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask, additive=additive)
             updated.append(memory.write(hidden[:, write_positions], state))  # [B, F, D+1]
         return BackboneOutput(self.xl.drop(hidden), layer_inputs, associative=tuple(updated))
 
