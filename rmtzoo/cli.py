@@ -371,7 +371,10 @@ def _cmd_bench(args) -> int:
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
                                       registry_options=options)
         print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
-              f"{summary['failed']} failed; results in {Path(args.results)}")
+              f"{summary['reused']} reused from another benchmark, {summary['failed']} failed; "
+              f"results in {Path(args.results)}")
+        if not summary["done"] and not summary["failed"]:
+            print("nothing was trained: every cell already had a result")
         for failure in summary["failures"]:
             print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
         return 1 if summary["failed"] else 0
