@@ -6,7 +6,7 @@ Recurrent state (memory, Transformer-XL cache, the BPTT window) is an explicit v
 Padding (sequence classification): ``step(..., padding_mask=[B, T])`` hides padded keys from every query
 through a per-sample mask ``[B, S, C+S]``; cache entries made from padded positions stay hidden in later
 segments (``RecurrentState.cache_valid``), and a sample whose whole segment is padding keeps its memory
-(PAPER.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
+(docs/paper-settings.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
 puts its pads between the read memory and the text, so the read memory sits further from the text than
 in the same segment without pads (HF's RMT pads BERT segments on the right instead).
 """
@@ -185,7 +185,7 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: PAPER.md 1.5 describes the released code's quirk of starting from the newest).
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
         Dropout draws new masks in the re-run.
         """
         k = self.policy.bptt_depth
@@ -276,7 +276,7 @@ class RecurrentMemoryModel(nn.Module):
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
     def classify(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (PAPER.md 1.8): cut into
+        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (docs/paper-settings.md 1.8): cut into
         segments from the right (a partial segment comes first), every sample from the initial memory,
         the gradient through every segment, the output from the last segment only. A segment that is
         padding for every sample is skipped (the model would leave every memory unchanged anyway)."""
