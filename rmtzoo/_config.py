@@ -145,8 +145,8 @@ class CurriculumConfig(Params):
 
 
 class TrainConfig(Params):
-    """Defaults follow the paper's synthetic-task training (PAPER.md 2): Adam, constant lr halved on a
-    validation plateau, clip 0.25. Language modelling used cosine annealing (PAPER.md 3.1)."""
+    """Defaults follow the paper's synthetic-task training (docs/paper-settings.md 2): Adam, constant lr halved on a
+    validation plateau, clip 0.25. Language modelling used cosine annealing (docs/paper-settings.md 3.1)."""
 
     lr: PositiveFloat = 1e-4
     batch_size: PositiveInt = 32
@@ -168,7 +168,7 @@ class TrainConfig(Params):
 
 class EvalConfig(Params):
     """every: evaluate on the validation split every N steps (and keep the best checkpoint).
-    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (PAPER.md 2)."""
+    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2)."""
 
     batch_size: PositiveInt = 32
     every: PositiveInt = 1000
