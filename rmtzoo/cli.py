@@ -107,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _runtime_options(p)
 
+    for name, what, target in (("export", "write a run's model as a pretrained folder (Hugging Face layout)", "DIR"),
+                               ("push", "upload a run's model to the Hugging Face Hub (huggingface_hub)", "REPO_ID")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("source", help="a run, checkpoint or pretrained folder")
+        p.add_argument("target", metavar=target)
+        p.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of a run folder")
+        if name == "push":
+            p.add_argument("--private", action="store_true", help="create the repository private")
+
     p = sub.add_parser("demo", help="train a small RMT on an in-memory copy task (embedded default config)")
     p.add_argument("config", nargs="?", help="a config file (default: the embedded demo config)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
@@ -115,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run benchmark grids and report them against the paper (rmtzoo bench run --help)")
     bench = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bench.add_parser("list", parents=[common], help="list registered benchmarks with their presets and cell counts")
-    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures")):
+    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures"),
+                       ("summary", "write <reports>/<preset>/README.md: a row per claim of the paper, how to regenerate")):
         b = bench.add_parser(name, parents=[common], help=what)
         b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks (rmtzoo bench list)")
         b.add_argument("--all", action="store_true", help="every registered benchmark")
@@ -128,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--shard", metavar="I/N", help="run only the I-th of every N cells (sorted by hash)")
         else:
             b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
-            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: benchmarks/reference/paper_numbers.csv)")
+            if name == "summary":
+                b.add_argument("--seeds", type=int, default=2, metavar="N", help="seeds in the regeneration commands")
+            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: the table packaged with rmtzoo-benchmarks)")
     return parser
 
 
@@ -243,20 +255,26 @@ def _cmd_train(args) -> int:
 
 
 def _load_run(args, which, device):
-    from rmtzoo._config import load_config
-    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model, set_segment_count
+    from rmtzoo._pretrained import load_run
+    from rmtzoo.train import find_checkpoint
 
     folder = find_checkpoint(args.checkpoint, which=which) or find_checkpoint(args.checkpoint)
     if folder is None:
         raise RmtzooError(f"no checkpoint in {args.checkpoint!r} (expected a run folder or a checkpoint folder)")
-    registry = _registry(args)
-    config = load_config(folder / "config.json", registry=registry)
-    task = build_task(config, registry)
-    model = prepare_model(config, task, registry).to(device)
-    state = load_checkpoint(folder, model, map_location=device)
-    if config.train.curriculum is not None:  # the segment count the checkpoint was trained at
-        set_segment_count(model, task, config.train.curriculum.segments[state["curriculum_index"]])
-    return folder, config, task, model
+    loaded = load_run(folder, device=device, registry=_registry(args))
+    return folder, loaded.config, loaded.task, loaded.model
+
+
+def _cmd_export(args) -> int:
+    import rmtzoo
+
+    loaded = rmtzoo.load(args.source, which=args.which, registry=_registry(args))
+    if args.command == "push":
+        info = loaded.push_to_hub(args.target, private=args.private or None)
+        print(getattr(info, "commit_url", None) or info)
+    else:
+        print(loaded.save_pretrained(args.target))
+    return 0
 
 
 def _cmd_eval(args) -> int:
@@ -356,11 +374,20 @@ def _cmd_bench(args) -> int:
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
                                       registry_options=options)
         print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
-              f"{summary['failed']} failed; results in {Path(args.results)}")
+              f"{summary['reused']} reused from another benchmark, {summary['failed']} failed; "
+              f"results in {Path(args.results)}")
+        if not summary["done"] and not summary["failed"]:
+            print("nothing was trained: every cell already had a result")
         for failure in summary["failures"]:
             print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
         return 1 if summary["failed"] else 0
     kwargs = {"reference": args.reference} if args.reference else {}
+    if args.bench_command == "summary":
+        from rmtzoo.bench._summary import summary
+
+        print(summary(registry, names, preset=args.preset, results_dir=args.results, reports_dir=args.reports,
+                      seeds=args.seeds, **kwargs))
+        return 0
     for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
                              reports_dir=args.reports, **kwargs):
         print(path)
@@ -376,6 +403,8 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
     "eval": _cmd_eval,
+    "export": _cmd_export,
+    "push": _cmd_export,
     "generate": _cmd_generate,
 }
 

@@ -161,7 +161,9 @@ def test_run_writes_one_result_per_cell_and_a_rerun_skips_them(tmp_path, capsys)
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in result_files(folder)} == mtimes
-    assert "4 cells: 0 run, 4 already done, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 cells: 0 run, 4 already done, 0 reused from another benchmark, 0 failed" in out
+    assert "nothing was trained: every cell already had a result" in out
 
 
 def test_an_interrupted_grid_resumes_with_nothing_lost_or_repeated(tmp_path):

@@ -473,7 +473,7 @@ class _Follower(nn.Module):
 
 @pytest.mark.parametrize("segment", [30, 180])  # Tr-XL/RMT's 6 x 30 and the Baseline's 1 x 180 (Table 1)
 def test_quadratic_greedy_decoding_generates_the_solution_lines(segment):
-    """Table 1's metric (PAPER.md 2.6): every target position from 30 on is generated; one wrong token
+    """Table 1's metric (docs/paper-settings.md 2.6): every target position from 30 on is generated; one wrong token
     in a solution line derails the answer. ``by_length`` (the old rule) fed the true solution lines in
     (teacher forcing for the Baseline, greedy only from the answer slot for 30-token segments), so the
     same model scored 1.0 there."""

@@ -1,6 +1,7 @@
-"""Table 1 (PAPER.md 2.6): quadratic equations, exact-answer accuracy: everything after the equation
-(the 150 target positions from position 30) is generated greedily with no teacher forcing, for every
-model (``task.decoding = "greedy"``), and a sample counts only when its whole answer slot is right.
+"""Table 1 (docs/paper-settings.md 2.6): quadratic equations, exact-answer accuracy: everything
+after the equation (the 150 target positions from position 30) is generated greedily with no teacher
+forcing, for every model (``task.decoding = "greedy"``), and a sample counts only when its whole
+answer slot is right.
 
 Models: Baseline on the whole 180-token sample (1 segment), Transformer-XL on 6 segments of 30 with a
 cache of 30, RMT on 6 segments of 30 with 30 memory tokens. The paper's claim: RMT matches the

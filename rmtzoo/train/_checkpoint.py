@@ -4,7 +4,7 @@ Each checkpoint is a new folder ``checkpoints/step-NNNNNNNN`` built under a temp
 into place; ``latest.json`` and ``best.json`` point at folders and are replaced atomically. So a kill at
 any moment leaves the previous checkpoint and both pointers intact.
 
-Folder contents: ``model.safetensors`` (weights), ``trainer.pt`` (optimizer, scheduler, RNG states,
+Folder contents: ``model.safetensors`` (weights, every state-dict key), ``trainer.pt`` (optimizer, scheduler, RNG states,
 data position, carried memory/cache), ``config.json``.
 """
 
@@ -23,14 +23,14 @@ from rmtzoo._io import atomic_write_text
 
 def save_checkpoint(run_dir: Path, step: int, *, model, trainer_state: dict, config_json: str, keep: int = 2,
                     best: bool = False) -> Path:
-    from safetensors.torch import save_model
+    from rmtzoo._pretrained import save_weights
 
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=folder))
     try:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_weights(model, tmp / "model.safetensors")  # every key: plain load_state_dict(load_file(...)) works
         torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "config.json").write_text(config_json)
         if final.exists():
@@ -72,7 +72,7 @@ def find_checkpoint(path: str | os.PathLike, *, which: str = "latest") -> Path |
 
 
 def load_checkpoint(folder: Path, model, *, map_location="cpu") -> dict:
-    from safetensors.torch import load_model
+    from rmtzoo._pretrained import load_weights
 
-    load_model(model, str(folder / "model.safetensors"), device=str(map_location))
+    load_weights(model, folder / "model.safetensors", device=map_location)
     return torch.load(folder / "trainer.pt", map_location=map_location, weights_only=False)

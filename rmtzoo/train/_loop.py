@@ -5,7 +5,7 @@ through the model's replay window).
 
 The best checkpoint is the one with the lowest validation loss, except for classification, where it is
 the highest validation score of the task's metric (F1 for Hyperpartisan, as the paper kept the best
-validation F1, PAPER.md 4).
+validation F1, docs/paper-settings.md 4).
 
 Runs the same under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU): each process takes its rows of the
 global batch, and a rank-0-only side writes logs and checkpoints.
@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from rmtzoo._registry import Registry
 from rmtzoo._runtime import resolve_device, set_threads
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_task
-from rmtzoo.train._loggers import Progress
+from rmtzoo.train._progress import Progress
 
 
 class TrainingDiverged(RuntimeError):
@@ -274,10 +273,10 @@ class Trainer:
         random.seed(self.config.seed)
         if not (resume and self.resume()) and self.rank == 0:
             self.registry.hook.rmtzoo_run_started(run=self.run)
-        progress = Progress(cfg.steps, every=cfg.log_every)
+        progress = Progress(cfg.steps, every=cfg.log_every, start_step=self.step)
         every = cfg.checkpoint_every or self.config.eval.every
         self.model.train()
-        started, tokens, status = time.perf_counter(), 0, "failed"
+        status = "failed"
         try:
             while self.step < cfg.steps:
                 loss, n = self._loss()
@@ -298,19 +297,20 @@ class Trainer:
                     # under the plateau schedule it only runs the warmup.
                     self.schedule.step()
                 self.step += 1
-                tokens += n * self.world
-                if self.rank == 0:
-                    rate = tokens / (time.perf_counter() - started)
-                    progress.update(self.step, loss.item(), rate)
+                if self.rank == 0:  # loss: the mean since the last log line; tokens/s: training steps only
+                    progress.update(self.step, loss.item(), n * self.world)
                     if self.step % cfg.log_every == 0:
                         self.registry.hook.rmtzoo_metrics_logged(run=self.run, step=self.step, metrics={
-                            "train/loss": loss.item(), "train/lr": self.optimizer.param_groups[0]["lr"],
-                            "train/tokens_per_s": rate})
+                            "train/loss": progress.window_loss(), "train/lr": self.optimizer.param_groups[0]["lr"],
+                            "train/tokens_per_s": progress.tokens_per_s})
                 if self.step % self.config.eval.every == 0 or self.step == cfg.steps:
-                    if self._validate(progress):
+                    with progress.paused():
+                        stop = self._validate(progress)
+                    if stop:
                         break
                 elif self.step % every == 0:
-                    self.save()
+                    with progress.paused():
+                        self.save()
             progress.close()
             if self.ddp is not None:  # rank 0's last checkpoint (and pruning) is done before any rank reads one
                 torch.distributed.barrier()
