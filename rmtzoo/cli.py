@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run benchmark grids and report them against the paper (rmtzoo bench run --help)")
     bench = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bench.add_parser("list", parents=[common], help="list registered benchmarks with their presets and cell counts")
-    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures")):
+    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures"),
+                       ("summary", "write <reports>/<preset>/README.md: a row per claim of the paper, how to regenerate")):
         b = bench.add_parser(name, parents=[common], help=what)
         b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks (rmtzoo bench list)")
         b.add_argument("--all", action="store_true", help="every registered benchmark")
@@ -148,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="CPUs per job, also its thread count (default 4)")
         else:
             b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
+            if name == "summary":
+                b.add_argument("--seeds", type=int, default=2, metavar="N", help="seeds in the regeneration commands")
             b.add_argument("--reference", metavar="CSV", help="paper numbers (default: the table packaged with rmtzoo-benchmarks)")
     return parser
 
@@ -393,6 +396,12 @@ def _cmd_bench(args) -> int:
             print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
         return 1 if summary["failed"] else 0
     kwargs = {"reference": args.reference} if args.reference else {}
+    if args.bench_command == "summary":
+        from rmtzoo.bench._summary import summary
+
+        print(summary(registry, names, preset=args.preset, results_dir=args.results, reports_dir=args.reports,
+                      seeds=args.seeds, **kwargs))
+        return 0
     for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
                              reports_dir=args.reports, **kwargs):
         print(path)

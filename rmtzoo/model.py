@@ -6,7 +6,7 @@ Recurrent state (memory, Transformer-XL cache, the BPTT window) is an explicit v
 Padding (sequence classification): ``step(..., padding_mask=[B, T])`` hides padded keys from every query
 through a per-sample mask ``[B, S, C+S]``; cache entries made from padded positions stay hidden in later
 segments (``RecurrentState.cache_valid``), and a sample whose whole segment is padding keeps its memory
-(PAPER.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
+(docs/paper-settings.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
 puts its pads between the read memory and the text, so the read memory sits further from the text than
 in the same segment without pads (HF's RMT pads BERT segments on the right instead).
 """
@@ -63,13 +63,23 @@ class StepOutput:
     """logits ``[B, T, V]`` (None when not asked for), hidden ``[B, T, D]`` at the segment positions,
     ``written`` memory ``[B, M, D]`` (None without memory tokens), ``nll [B, T]`` when targets were
     given (computed inside ``forward`` so wrappers such as DDP see every parameter use), and ``pooled
-    [B, D]`` when the backbone returns its own summary of the segment."""
+    [B, D]`` when the backbone returns its own summary of the segment.
+
+    What the segment was computed from, for probes and analysis (the supported way to observe a segment;
+    attention probabilities come from :func:`rmtzoo.analysis.attention_maps`): ``read`` the memory this
+    segment read ``[B, M, D]`` (None without memory; with a BPTT depth, the memory re-run through the
+    last k segments), ``inputs`` the backbone's input ``[B, R+T+W, D]`` (read memory, the segment's token
+    embeddings, write memory, as the placement assembled them) and ``mask`` the attention mask handed to
+    the backbone (``[S, C+S]`` or per sample ``[B, S, C+S]``, True: may attend)."""
 
     logits: torch.Tensor | None
     hidden: torch.Tensor
     written: torch.Tensor | None
     nll: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
+    read: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class RecurrentMemoryModel(nn.Module):
         capabilities: BackboneCapabilities,
         segment_length: int,
         last_segment: str = "shorter",
-        checkpoint_activations: bool = False,
+        checkpoint_activations: bool | str = False,
     ) -> None:
         super().__init__()
         self.backbone, self.placement, self.policy = backbone, placement, policy
@@ -122,7 +132,7 @@ class RecurrentMemoryModel(nn.Module):
         segment_ids = self._check_ids(segment_ids, state)
         padding_mask = self._check_padding(padding_mask, segment_ids)
         memory_in = self._memory_to_read(state)
-        hidden, written, layer_inputs, pooled, nll = self._checkpointed(
+        hidden, written, layer_inputs, pooled, nll, inputs, mask = self._checkpointed(
             self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid, targets
         )
         policy = self.policy
@@ -141,7 +151,7 @@ class RecurrentMemoryModel(nn.Module):
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
         new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid)
-        return StepOutput(logits, hidden, written, nll, pooled), new_state
+        return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
 
     def _next_memory(self, memory_in, written, padding_mask):
         """The memory the next segment reads; a sample whose segment is all padding keeps ``memory_in``."""
@@ -175,7 +185,7 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: PAPER.md 1.5 describes the released code's quirk of starting from the newest).
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
         Dropout draws new masks in the re-run.
         """
         k = self.policy.bptt_depth
@@ -186,7 +196,7 @@ class RecurrentMemoryModel(nn.Module):
             return memory.detach()
         memory = state.window[0].memory
         for past in state.window:
-            _, written, _, _ = self._checkpointed(
+            _, written, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
             )
             memory = self._next_memory(memory, written, past.padding_mask)
@@ -196,18 +206,27 @@ class RecurrentMemoryModel(nn.Module):
         """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
         ``torch.utils.checkpoint``: only the segment's inputs and outputs (memory, hidden states, nll) are
         kept, its activations are recomputed in backward with the same dropout masks (RNG state restored),
-        so BPTT over S segments holds S segment boundaries plus one segment's activations."""
+        so BPTT over S segments holds S segment boundaries plus one segment's activations. With
+        ``"selective"``, matmul outputs are kept as well (:func:`_keep_matmuls`) and only the cheap ops
+        between them are recomputed."""
         if not (self.checkpoint_activations and torch.is_grad_enabled()):
             return fn(*args)
         from torch.utils.checkpoint import checkpoint
 
+        if self.checkpoint_activations == "selective":
+            from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+            return checkpoint(
+                _without_autocast_cache(fn), *args, use_reentrant=False,
+                context_fn=lambda: create_selective_checkpoint_contexts(_keep_matmuls),
+            )
         return checkpoint(fn, *args, use_reentrant=False)
 
     def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
         """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
-        hidden, written, layer_inputs, pooled = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
+        hidden, written, layer_inputs, pooled, inputs, mask = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
         nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        return hidden, written, layer_inputs, pooled, nll
+        return hidden, written, layer_inputs, pooled, nll, inputs, mask
 
     def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
@@ -229,7 +248,7 @@ class RecurrentMemoryModel(nn.Module):
             mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
         out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs, getattr(out, "pooled", None)
+        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), inputs, mask
 
     # -- whole sequences --------------------------------------------------------------------------
     def split_segments(self, ids: torch.Tensor) -> list[torch.Tensor]:
@@ -266,7 +285,7 @@ class RecurrentMemoryModel(nn.Module):
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
     def classify(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (PAPER.md 1.8): cut into
+        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (docs/paper-settings.md 1.8): cut into
         segments from the right (a partial segment comes first), every sample from the initial memory,
         the gradient through every segment, the output from the last segment only. A segment that is
         padding for every sample is skipped (the model would leave every memory unchanged anyway)."""
@@ -336,6 +355,36 @@ class RecurrentMemoryModel(nn.Module):
                 raise InputError(f"padding_mask must be bool (True: a real token), got dtype {padding_mask.dtype}")
             padding_mask = padding_mask != 0
         return padding_mask.to(ids.device)
+
+
+def _without_autocast_cache(fn):
+    """``fn`` under the same autocast, but with autocast's weight-cast cache off. Selective checkpointing
+    replays ops by call count: with the cache on, the forward casts each weight once per step and the
+    recomputation (outside the cache's lifetime) casts it again, so the two op sequences differ."""
+
+    def run(*args):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args)
+        with torch.autocast(device, dtype=torch.get_autocast_dtype(device), cache_enabled=False):
+            return fn(*args)
+
+    return run
+
+
+def _keep_matmuls(ctx, op, *args, **kwargs):
+    """Selective checkpointing policy: save what matmuls (and fused attention kernels) return, recompute
+    the rest."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    name = getattr(op, "__name__", "")
+    base = name.split(".")[0]
+    if base in _MATMULS or base.startswith("_scaled_dot_product"):
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_MATMULS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_addmm_activation"}
 
 
 def _describe(value) -> str:

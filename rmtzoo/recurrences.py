@@ -5,7 +5,7 @@
   backpropagates through exactly its last k memory transitions (truncated BPTT), and through all of them
   when k is unset.
 - ``xl``: a per-layer, stop-gradient cache of the last ``cache_len`` layer inputs (Transformer-XL).
-- ``rmt_xl``: both (PAPER.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
+- ``rmt_xl``: both (docs/paper-settings.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ each preset's training and evaluation settings, and one cell from a point of the
 
 Presets (Figure 3's, ``fig3.py``, which keeps its own copy while its ``small`` preset is tuned):
 
-- ``paper``: PAPER.md 2's training (post-LN, dropout 0.1, Adam 1e-4, plateau halving with the setting's
+- ``paper``: docs/paper-settings.md 2's training (post-LN, dropout 0.1, Adam 1e-4, plateau halving with the setting's
   patience and minimum lr, clip 0.25); steps, batch size and evaluation caps per setting, from the spec.
 - ``small``: 2-layer pre-LN models of width 64, Adam 2e-3 constant, at most 2,500 steps with a stop at
   0.999 validation accuracy, 20k/1k/2k samples; the spec shrinks the task where it can.
@@ -27,7 +27,7 @@ SMALL_NOTE = ("small: CPU-sized models and, where the spec says so, shorter task
 def model_blocks(model: str, memory: int) -> dict:
     """Memory and recurrence blocks: Baseline (no memory, independent segments), Tr-XL (a stop-gradient
     cache of ``memory`` states), RMT (``memory`` read/write tokens carried with full BPTT inside a
-    sample, as the authors' synthetic code did, PAPER.md 1.5)."""
+    sample, as the authors' synthetic code did, docs/paper-settings.md 1.5)."""
     if model == "Baseline":
         return {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}
     if model == "Tr-XL":
@@ -39,7 +39,7 @@ def model_blocks(model: str, memory: int) -> dict:
 
 @dataclass(frozen=True)
 class PaperTraining:
-    """A setting's training in the paper (PAPER.md 2): plateau patience (in evaluations) and minimum lr,
+    """A setting's training in the paper (docs/paper-settings.md 2): plateau patience (in evaluations) and minimum lr,
     evaluation interval and the batches it (and the test) covers, data sizes."""
 
     patience: int

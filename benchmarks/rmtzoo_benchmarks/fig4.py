@@ -1,4 +1,4 @@
-"""Figure 4 (PAPER.md 5): copy at scale, per-character accuracy (greedy, no teacher forcing).
+"""Figure 4 (docs/paper-settings.md 5): copy at scale, per-character accuracy (greedy, no teacher forcing).
 
 - ``fig4a`` (F4a): a fixed 360-token copy (source 120, target 240) in 1, 3, 6 or 9 segments;
   Baseline, Tr-XL and RMT, with the per-point memory (= cache) sizes of the authors' CSV, 60/30/40 (the
@@ -16,7 +16,7 @@ Presets (``_samples.py``):
   patience 5 and minimum lr 1e-5, evaluations every 40k steps over 20 batches; steps and batch size per
   point as in the runs behind each number (``rmtzoo_benchmarks/reference/runs.csv``: e.g. Tr-XL 3 segments
   100k steps at batch 256, RMT 200k at 128; the paper's "same steps per setting" is not what the CSV
-  shows). Data sizes 100k/10k/20k (unverified for the long tasks, PAPER.md 2.4).
+  shows). Data sizes 100k/10k/20k (unverified for the long tasks, docs/paper-settings.md 2.4).
 - ``small``: a tenth of the lengths: F4a copies 12 symbols (36 tokens) in 1/3/6/9 segments of 36/12/6/4
   with memory 6/3/4 (the paper's memory/segment ratios); F4b keeps segment 12 and memory 6 and copies
   12/24/36 symbols (36/72/108 tokens, 3/6/9 segments). 2-layer width-64 models (3 layers for the

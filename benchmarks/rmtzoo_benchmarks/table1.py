@@ -1,4 +1,4 @@
-"""Table 1 (PAPER.md 2.6): quadratic equations, exact-answer accuracy (the whole answer slot right after
+"""Table 1 (docs/paper-settings.md 2.6): quadratic equations, exact-answer accuracy (the whole answer slot right after
 greedy decoding with no teacher forcing).
 
 Models: Baseline on the whole 180-token sample (1 segment), Transformer-XL on 6 segments of 30 with a

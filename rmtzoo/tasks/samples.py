@@ -1,8 +1,8 @@
 """The paper's algorithmic tasks as registered components: copy, reverse, associative retrieval and
-quadratic equations (PAPER.md section 2), served as ``datasets.Dataset`` objects cached on disk.
+quadratic equations (docs/paper-settings.md section 2), served as ``datasets.Dataset`` objects cached on disk.
 
 A :class:`SampleTask` hands the trainer whole samples; every sample starts from the initial memory, so
-gradients flow through memory across all segments of a sample (what the authors' code did, PAPER.md 1.5).
+gradients flow through memory across all segments of a sample (what the authors' code did, docs/paper-settings.md 1.5).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def default_cache_dir() -> Path:
 
 
 class _SplitParams(Params):
-    """Split sizes default to the paper's (PAPER.md 2.4); ``data_seed`` fixes the generated data."""
+    """Split sizes default to the paper's (docs/paper-settings.md 2.4); ``data_seed`` fixes the generated data."""
 
     train_size: PositiveInt | None = None
     valid_size: PositiveInt | None = None
@@ -85,7 +85,7 @@ class SampleTask:
 
     def segment_length_for(self, segment_length: int) -> int:
         """The segment length the model runs with: ``equal`` needs exact tiling; ``lm_rmt_chunk``
-        reproduces the authors' ``torch.chunk`` (PAPER.md 2.5) as equal chunks plus a shorter last one."""
+        reproduces the authors' ``torch.chunk`` (docs/paper-settings.md 2.5) as equal chunks plus a shorter last one."""
         bounds = syn.segment_bounds(self.sequence_length, segment_length, rule=self.params.segmenting)
         return bounds[0][1] - bounds[0][0]
 
@@ -141,8 +141,8 @@ def _copy_like(name):
 def rmtzoo_register_tasks(register):
     small = {"train_size": 64, "valid_size": 16, "test_size": 16}
     for name, summary in (
-        ("copy", "copy: x1..xn, start token, then x1..xn x1..xn (PAPER.md 2.1); per-character accuracy"),
-        ("reverse", "reverse: x1..xn, start token, then xn..x1 (PAPER.md 2.2); per-character accuracy"),
+        ("copy", "copy: x1..xn, start token, then x1..xn x1..xn (docs/paper-settings.md 2.1); per-character accuracy"),
+        ("reverse", "reverse: x1..xn, start token, then xn..x1 (docs/paper-settings.md 2.2); per-character accuracy"),
     ):
         register(
             TaskSpec(
@@ -157,7 +157,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="associative_retrieval",
-            summary="4 key-value pairs then a query key; answer its value (PAPER.md 2.3); accuracy",
+            summary="4 key-value pairs then a query key; answer its value (docs/paper-settings.md 2.3); accuracy",
             params=AssociativeRetrievalParams,
             build=lambda p: SampleTask("associative_retrieval", p, {"n_pairs": p.n_pairs}, 37, "accuracy"),
             vocab_size=lambda p: 37,
@@ -167,7 +167,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="quadratic_equations",
-            summary="solve a*(x-x1)(x-x2)=0 step by step in 6 slots of 30 (PAPER.md 2.6); exact-answer accuracy",
+            summary="solve a*(x-x1)(x-x2)=0 step by step in 6 slots of 30 (docs/paper-settings.md 2.6); exact-answer accuracy",
             params=QuadraticEquationParams,
             build=lambda p: SampleTask(
                 "quadratic_equations", p, {"no_root_fraction": p.no_root_fraction}, 24, "exact_match"

@@ -1,4 +1,4 @@
-"""Pure, deterministic generators for the paper's algorithmic tasks (PAPER.md section 2).
+"""Pure, deterministic generators for the paper's algorithmic tasks (docs/paper-settings.md section 2).
 
 Every generator takes a ``random.Random`` and returns one :class:`Sample`: the decoder input, the label
 at each input position (``IGNORE_INDEX`` where no loss is taken) and ``answer_start``, the first position

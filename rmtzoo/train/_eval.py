@@ -15,7 +15,7 @@ IGNORE_INDEX = -100
 @torch.no_grad()
 def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> torch.Tensor:
     """Predictions ``[B, T]`` where every input after ``answer_start`` is the model's own previous
-    prediction (PAPER.md 2, metric): segments before the answer run as given; inside an answer segment
+    prediction (docs/paper-settings.md 2, metric): segments before the answer run as given; inside an answer segment
     tokens are generated one by one from the state the segment started with; the memory and cache are
     updated once the whole generated segment exists."""
     ids = input_ids.clone()

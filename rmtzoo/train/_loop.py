@@ -5,7 +5,7 @@ through the model's replay window).
 
 The best checkpoint is the one with the lowest validation loss, except for classification, where it is
 the highest validation score of the task's metric (F1 for Hyperpartisan, as the paper kept the best
-validation F1, PAPER.md 4).
+validation F1, docs/paper-settings.md 4).
 
 Runs the same under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU): each process takes its rows of the
 global batch, and a rank-0-only side writes logs and checkpoints.
