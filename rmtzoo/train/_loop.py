@@ -116,6 +116,8 @@ class Trainer:
         self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
         self.device = resolve_device(device)
         self.model.to(self.device)
+        if config.train.compile:
+            self.model.compile_segments()
         self.autocast = make_autocast(config.train.precision, self.device)
         self.run = RunInfo(str(self.run_dir), config, config.content_hash())
         t = config.train
