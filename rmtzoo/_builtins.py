@@ -5,7 +5,7 @@ between registries."""
 from rmtzoo import attention, placements, recurrences
 from rmtzoo.backbones import armt, transformer_xl
 from rmtzoo.tasks import babilong, hyperpartisan, lm, samples, text
-from rmtzoo.train import _loggers
+from rmtzoo.train import _loggers, _wandb
 
 PLUGINS = [
     ("rmtzoo.backbones", transformer_xl),
@@ -20,4 +20,5 @@ PLUGINS = [
     ("rmtzoo.tasks.babilong", babilong),
     ("rmtzoo.loggers.jsonl", _loggers.JsonlLogger),
     ("rmtzoo.loggers.tensorboard", _loggers.TensorBoardLogger),
+    ("rmtzoo.loggers.wandb", _wandb.WandbLogger),
 ]

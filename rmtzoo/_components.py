@@ -173,6 +173,10 @@ class RecurrencePolicy:
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
     carries_associative: the backbone's associative memory is carried (ARMT); BPTT depth bounds the
         gradient through it exactly as through the memory tokens.
+    cache_scope: on sample tasks, ``per_sample`` starts every sample with an empty cache;
+        ``across_samples`` hands the cache a batch ends with to the next batch's first segments (row by
+        row, stop-gradient), as the authors' synthetic training and evaluation-loss passes did. Memory
+        still starts from the initial memory for every sample. Streams always carry their state.
     """
 
     carries_memory: bool
@@ -180,6 +184,7 @@ class RecurrencePolicy:
     cache_len: int = 0
     memory_reads_cache: bool = False
     carries_associative: bool = False
+    cache_scope: str = "per_sample"
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""

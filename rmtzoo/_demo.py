@@ -1,6 +1,6 @@
 """``rmtzoo demo``: train the configured model for a few steps on an in-memory copy task.
 
-Copy as in the paper (PAPER.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss and accuracy on
+Copy as in the paper (docs/paper-settings.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss and accuracy on
 the 2n target positions; n = segment length, so a sample spans three segments and the answer can only
 be produced through memory (or a cache). This is a demonstration; the trainer (``rmtzoo train``) and
 the task registry replace it.

@@ -6,7 +6,7 @@ Recurrent state (memory, Transformer-XL cache, the BPTT window) is an explicit v
 Padding (sequence classification): ``step(..., padding_mask=[B, T])`` hides padded keys from every query
 through a per-sample mask ``[B, S, C+S]``; cache entries made from padded positions stay hidden in later
 segments (``RecurrentState.cache_valid``), and a sample whose whole segment is padding keeps its memory
-(PAPER.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
+(docs/paper-settings.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
 puts its pads between the read memory and the text, so the read memory sits further from the text than
 in the same segment without pads (HF's RMT pads BERT segments on the right instead).
 """
@@ -69,13 +69,23 @@ class StepOutput:
     """logits ``[B, T, V]`` (None when not asked for), hidden ``[B, T, D]`` at the segment positions,
     ``written`` memory ``[B, M, D]`` (None without memory tokens), ``nll [B, T]`` when targets were
     given (computed inside ``forward`` so wrappers such as DDP see every parameter use), and ``pooled
-    [B, D]`` when the backbone returns its own summary of the segment."""
+    [B, D]`` when the backbone returns its own summary of the segment.
+
+    What the segment was computed from, for probes and analysis (the supported way to observe a segment;
+    attention probabilities come from :func:`rmtzoo.analysis.attention_maps`): ``read`` the memory this
+    segment read ``[B, M, D]`` (None without memory; with a BPTT depth, the memory re-run through the
+    last k segments), ``inputs`` the backbone's input ``[B, R+T+W, D]`` (read memory, the segment's token
+    embeddings, write memory, as the placement assembled them) and ``mask`` the attention mask handed to
+    the backbone (``[S, C+S]`` or per sample ``[B, S, C+S]``, True: may attend)."""
 
     logits: torch.Tensor | None
     hidden: torch.Tensor
     written: torch.Tensor | None
     nll: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
+    read: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class RecurrentMemoryModel(nn.Module):
         capabilities: BackboneCapabilities,
         segment_length: int,
         last_segment: str = "shorter",
-        checkpoint_activations: bool = False,
+        checkpoint_activations: bool | str = False,
     ) -> None:
         super().__init__()
         self.backbone, self.placement, self.policy = backbone, placement, policy
@@ -105,6 +115,16 @@ class RecurrentMemoryModel(nn.Module):
         self.checkpoint_activations = checkpoint_activations
         self.vocab_size = backbone.vocab_size
         self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
+
+    def compile_segments(self, backend: str = "inductor") -> RecurrentMemoryModel:
+        """``torch.compile`` the per-segment computation (``train.compile``): embedding, backbone and
+        split of one segment, the unit that step, the BPTT replay and checkpointing run. Shapes are
+        static (``dynamic=False``), so one graph is compiled per segment shape (full and shorter last
+        segment, with and without a cache yet) and mode (train/eval, gradient or not); the recurrence
+        around it stays eager, and its state is passed in and returned as before."""
+        eager = type(self)._run_segment.__get__(self)
+        self._run_segment = torch.compile(eager, backend=backend, dynamic=False)
+        return self
 
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> RecurrentState:
@@ -128,7 +148,7 @@ class RecurrentMemoryModel(nn.Module):
         segment_ids = self._check_ids(segment_ids, state)
         padding_mask = self._check_padding(padding_mask, segment_ids)
         memory_in, associative_in = self._state_to_read(state)
-        hidden, written, layer_inputs, pooled, associative, nll = self._checkpointed(
+        hidden, written, layer_inputs, pooled, associative, nll, inputs, mask = self._checkpointed(
             self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid,
             associative_in, targets,
         )
@@ -155,7 +175,7 @@ class RecurrentMemoryModel(nn.Module):
         new_state = RecurrentState(
             state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out
         )
-        return StepOutput(logits, hidden, written, nll, pooled), new_state
+        return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
 
     def _next_memory(self, memory_in, written, padding_mask):
         """The memory the next segment reads; a sample whose segment is all padding keeps ``memory_in``."""
@@ -199,7 +219,7 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: PAPER.md 1.5 describes the released code's quirk of starting from the newest).
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
         Dropout draws new masks in the re-run.
         """
         policy, k = self.policy, self.policy.bptt_depth
@@ -213,7 +233,7 @@ class RecurrentMemoryModel(nn.Module):
         memory = state.window[0].memory if policy.carries_memory else memory
         associative = state.window[0].associative
         for past in state.window:
-            _, written, _, _, updated = self._checkpointed(
+            _, written, _, _, updated, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid, associative
             )
             if policy.carries_memory:
@@ -226,20 +246,29 @@ class RecurrentMemoryModel(nn.Module):
         """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
         ``torch.utils.checkpoint``: only the segment's inputs and outputs (memory, hidden states, nll) are
         kept, its activations are recomputed in backward with the same dropout masks (RNG state restored),
-        so BPTT over S segments holds S segment boundaries plus one segment's activations."""
+        so BPTT over S segments holds S segment boundaries plus one segment's activations. With
+        ``"selective"``, matmul outputs are kept as well (:func:`_keep_matmuls`) and only the cheap ops
+        between them are recomputed."""
         if not (self.checkpoint_activations and torch.is_grad_enabled()):
             return fn(*args)
         from torch.utils.checkpoint import checkpoint
 
+        if self.checkpoint_activations == "selective":
+            from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+            return checkpoint(
+                _without_autocast_cache(fn), *args, use_reentrant=False,
+                context_fn=lambda: create_selective_checkpoint_contexts(_keep_matmuls),
+            )
         return checkpoint(fn, *args, use_reentrant=False)
 
     def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, associative, targets):
         """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
-        hidden, written, layer_inputs, pooled, associative = self._run_segment(
+        hidden, written, layer_inputs, pooled, associative, inputs, mask = self._run_segment(
             ids, memory, cache, padding_mask, cache_valid, associative
         )
         nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        return hidden, written, layer_inputs, pooled, associative, nll
+        return hidden, written, layer_inputs, pooled, associative, nll, inputs, mask
 
     def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None, associative=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
@@ -267,7 +296,7 @@ class RecurrentMemoryModel(nn.Module):
         else:
             out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), getattr(out, "associative", None)
+        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), getattr(out, "associative", None), inputs, mask
 
     def _write_positions(self, n_tokens: int) -> slice:
         """Where the written memory sits in ``[read | segment | write]``: the write block, or the read
@@ -314,7 +343,7 @@ class RecurrentMemoryModel(nn.Module):
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
     def classify(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (PAPER.md 1.8): cut into
+        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (docs/paper-settings.md 1.8): cut into
         segments from the right (a partial segment comes first), every sample from the initial memory,
         the gradient through every segment, the output from the last segment only. A segment that is
         padding for every sample is skipped (the model would leave every memory unchanged anyway)."""
@@ -393,6 +422,36 @@ def _detach(value):
     if isinstance(value, tuple):
         return tuple(v.detach() for v in value)
     return value.detach()
+
+
+def _without_autocast_cache(fn):
+    """``fn`` under the same autocast, but with autocast's weight-cast cache off. Selective checkpointing
+    replays ops by call count: with the cache on, the forward casts each weight once per step and the
+    recomputation (outside the cache's lifetime) casts it again, so the two op sequences differ."""
+
+    def run(*args):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args)
+        with torch.autocast(device, dtype=torch.get_autocast_dtype(device), cache_enabled=False):
+            return fn(*args)
+
+    return run
+
+
+def _keep_matmuls(ctx, op, *args, **kwargs):
+    """Selective checkpointing policy: save what matmuls (and fused attention kernels) return, recompute
+    the rest."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    name = getattr(op, "__name__", "")
+    base = name.split(".")[0]
+    if base in _MATMULS or base.startswith("_scaled_dot_product"):
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_MATMULS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_addmm_activation"}
 
 
 def _describe(value) -> str:

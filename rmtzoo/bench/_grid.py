@@ -39,6 +39,7 @@ class Claim:
     text: str
     cells: tuple[Mapping[str, Label], ...]
     within: float | None = None
+    headline: str = ""  # the paper's claim this one checks, as ``rmtzoo bench summary`` groups them
 
 
 FIGURES = ("lines", "bars", "table")
@@ -70,6 +71,8 @@ class Benchmark:
         replaces the line plot.
     paper_scale: the paper's numbers are this many times the metric (100: the paper prints F1 in percent
         and the trainer reports a fraction); the report divides them by it, so it compares like with like.
+    headline: the paper's claim (in its own words) that ``ordering`` checks; ``rmtzoo bench summary`` gives
+        it a row (``Claim.headline`` does the same for a claim).
     chance: the metric of a model that guesses (0.1 for per-character accuracy over 10 symbols), drawn as a
         line in the figure; a number, or preset name -> number where a preset's task has another vocabulary.
     """
@@ -92,6 +95,7 @@ class Benchmark:
     draw: Callable[..., str] | None = None
     paper_scale: float = 1.0
     chance: float | Mapping[str, float] | None = None
+    headline: str = ""  # the paper's claim ``ordering`` checks, as ``rmtzoo bench summary`` groups them
 
     def __post_init__(self) -> None:
         if self.figure not in FIGURES:

@@ -196,6 +196,14 @@ def _fmt_short(stat) -> str:
 def ordering_checks(bench, rows) -> list[str]:
     """At each x value where at least two models of ``bench.ordering`` have a result: does best-first hold
     beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.)"""
+    sign = " > " if bench.higher_is_better else " < "
+    x = None if bench.figure == "table" else bench.x
+    return [f"- {f'{x} {at}: ' if x else ''}" + sign.join(f"{m} {_fmt_short(s)}" for m, s in chain) + f": {verdict}"
+            for at, chain, verdict in ordering_results(bench, rows)]
+
+
+def ordering_results(bench, rows) -> list[tuple[str, list[tuple[str, tuple]], str]]:
+    """``(x value, [(line value, (mean, std, n)), ...] best first, verdict)`` per x (see ordering_checks)."""
     if not bench.ordering:
         return []
     x = None if bench.figure == "table" else bench.x
@@ -204,16 +212,13 @@ def ordering_checks(bench, rows) -> list[str]:
         stat = _stats(row["values"])
         if stat[2]:
             stats.setdefault(str(row["labels"].get(x, "")), {})[str(row["labels"].get(bench.line))] = stat
-    sign = " > " if bench.higher_is_better else " < "
-    lines = []
+    out = []
     for at, by_line in stats.items():
         present = [m for m in bench.ordering if m in by_line]
         if len(present) < 2:
             continue
-        verdict = _chain([by_line[m] for m in present], bench.higher_is_better)
-        chain = sign.join(f"{m} {_fmt_short(by_line[m])}" for m in present)
-        lines.append(f"- {f'{x} {at}: ' if x else ''}{chain}: {verdict}")
-    return lines
+        out.append((at, [(m, by_line[m]) for m in present], _chain([by_line[m] for m in present], bench.higher_is_better)))
+    return out
 
 
 def claim_verdict(claim, stats, higher_is_better: bool) -> str:
