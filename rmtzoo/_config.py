@@ -164,6 +164,9 @@ class TrainConfig(Params):
     checkpoint_every: PositiveInt | None = None
     stop_at: float | None = Field(None, gt=0, le=1)
     curriculum: CurriculumConfig | None = None
+    # torch.compile of the per-segment computation (RecurrentMemoryModel.compile_segments); the same
+    # results up to float rounding, so left out of the dumped config (and the hash) while false
+    compile: bool = Field(False, exclude_if=lambda on: not on)
 
 
 class EvalConfig(Params):

@@ -110,6 +110,16 @@ class RecurrentMemoryModel(nn.Module):
         self.vocab_size = backbone.vocab_size
         self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
 
+    def compile_segments(self, backend: str = "inductor") -> RecurrentMemoryModel:
+        """``torch.compile`` the per-segment computation (``train.compile``): embedding, backbone and
+        split of one segment, the unit that step, the BPTT replay and checkpointing run. Shapes are
+        static (``dynamic=False``), so one graph is compiled per segment shape (full and shorter last
+        segment, with and without a cache yet) and mode (train/eval, gradient or not); the recurrence
+        around it stays eager, and its state is passed in and returned as before."""
+        eager = type(self)._run_segment.__get__(self)
+        self._run_segment = torch.compile(eager, backend=backend, dynamic=False)
+        return self
+
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> RecurrentState:
         if not isinstance(batch_size, int) or batch_size < 1:
