@@ -25,6 +25,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -115,13 +116,23 @@ class SegmentConfig(Params):
     checkpoint_activations: per-segment activation checkpointing while a gradient is recorded: each
         segment's forward (and its loss) runs under ``torch.utils.checkpoint``, so BPTT through S
         segments keeps only what crosses segment boundaries (memory, cache, outputs) and recomputes one
-        segment at a time in backward: the same gradients for about one more forward pass. Left out of
-        the dumped config (and so of ``content_hash``) while false: results do not depend on it.
+        segment at a time in backward: the same gradients for about one more forward pass.
+        ``"selective"``: selective activation checkpointing inside each segment instead: matmul outputs
+        (the expensive ops) are kept, the cheap elementwise ops (norms, activations, softmax, adds) are
+        recomputed in backward; less memory than none, less recomputation than ``true``. Left out of the
+        dumped config (and so of ``content_hash``) while false: results do not depend on it.
     """
 
     length: PositiveInt
     last: Literal["shorter", "error"] = "shorter"
-    checkpoint_activations: bool = Field(False, exclude_if=lambda on: not on)
+    checkpoint_activations: bool | Literal["selective"] = Field(False, exclude_if=lambda on: not on)
+
+    @field_validator("checkpoint_activations", mode="plain")
+    @classmethod
+    def _checkpoint_mode(cls, value):
+        if isinstance(value, bool) or value == "selective":
+            return value
+        raise ValueError("must be a boolean (true: per segment) or 'selective'")
 
 
 class CurriculumConfig(Params):
@@ -153,6 +164,9 @@ class TrainConfig(Params):
     checkpoint_every: PositiveInt | None = None
     stop_at: float | None = Field(None, gt=0, le=1)
     curriculum: CurriculumConfig | None = None
+    # torch.compile of the per-segment computation (RecurrentMemoryModel.compile_segments); the same
+    # results up to float rounding, so left out of the dumped config (and the hash) while false
+    compile: bool = Field(False, exclude_if=lambda on: not on)
 
 
 class EvalConfig(Params):

@@ -100,7 +100,7 @@ class RecurrentMemoryModel(nn.Module):
         capabilities: BackboneCapabilities,
         segment_length: int,
         last_segment: str = "shorter",
-        checkpoint_activations: bool = False,
+        checkpoint_activations: bool | str = False,
     ) -> None:
         super().__init__()
         self.backbone, self.placement, self.policy = backbone, placement, policy
@@ -109,6 +109,16 @@ class RecurrentMemoryModel(nn.Module):
         self.checkpoint_activations = checkpoint_activations
         self.vocab_size = backbone.vocab_size
         self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
+
+    def compile_segments(self, backend: str = "inductor") -> RecurrentMemoryModel:
+        """``torch.compile`` the per-segment computation (``train.compile``): embedding, backbone and
+        split of one segment, the unit that step, the BPTT replay and checkpointing run. Shapes are
+        static (``dynamic=False``), so one graph is compiled per segment shape (full and shorter last
+        segment, with and without a cache yet) and mode (train/eval, gradient or not); the recurrence
+        around it stays eager, and its state is passed in and returned as before."""
+        eager = type(self)._run_segment.__get__(self)
+        self._run_segment = torch.compile(eager, backend=backend, dynamic=False)
+        return self
 
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> RecurrentState:
@@ -206,11 +216,20 @@ class RecurrentMemoryModel(nn.Module):
         """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
         ``torch.utils.checkpoint``: only the segment's inputs and outputs (memory, hidden states, nll) are
         kept, its activations are recomputed in backward with the same dropout masks (RNG state restored),
-        so BPTT over S segments holds S segment boundaries plus one segment's activations."""
+        so BPTT over S segments holds S segment boundaries plus one segment's activations. With
+        ``"selective"``, matmul outputs are kept as well (:func:`_keep_matmuls`) and only the cheap ops
+        between them are recomputed."""
         if not (self.checkpoint_activations and torch.is_grad_enabled()):
             return fn(*args)
         from torch.utils.checkpoint import checkpoint
 
+        if self.checkpoint_activations == "selective":
+            from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+            return checkpoint(
+                _without_autocast_cache(fn), *args, use_reentrant=False,
+                context_fn=lambda: create_selective_checkpoint_contexts(_keep_matmuls),
+            )
         return checkpoint(fn, *args, use_reentrant=False)
 
     def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
@@ -346,6 +365,36 @@ class RecurrentMemoryModel(nn.Module):
                 raise InputError(f"padding_mask must be bool (True: a real token), got dtype {padding_mask.dtype}")
             padding_mask = padding_mask != 0
         return padding_mask.to(ids.device)
+
+
+def _without_autocast_cache(fn):
+    """``fn`` under the same autocast, but with autocast's weight-cast cache off. Selective checkpointing
+    replays ops by call count: with the cache on, the forward casts each weight once per step and the
+    recomputation (outside the cache's lifetime) casts it again, so the two op sequences differ."""
+
+    def run(*args):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args)
+        with torch.autocast(device, dtype=torch.get_autocast_dtype(device), cache_enabled=False):
+            return fn(*args)
+
+    return run
+
+
+def _keep_matmuls(ctx, op, *args, **kwargs):
+    """Selective checkpointing policy: save what matmuls (and fused attention kernels) return, recompute
+    the rest."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    name = getattr(op, "__name__", "")
+    base = name.split(".")[0]
+    if base in _MATMULS or base.startswith("_scaled_dot_product"):
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_MATMULS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_addmm_activation"}
 
 
 def _describe(value) -> str:
