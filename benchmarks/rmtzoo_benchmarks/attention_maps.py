@@ -43,6 +43,7 @@ import functools
 from dataclasses import dataclass
 
 from rmtzoo.bench import Benchmark, Cell, per_preset
+from rmtzoo_benchmarks._samples import cache_scope
 
 N_SAMPLES = 32  # test samples the measures average over (fewer where the test split is smaller)
 
@@ -152,7 +153,7 @@ def _cells(rows, preset: str) -> list[Cell]:
             config["recurrence"] = {"kind": "rmt"}
         else:
             config["memory"] = {"kind": "none"}
-            config["recurrence"] = {"kind": "xl", "cache_len": memory[preset]}
+            config["recurrence"] = {"kind": "xl", "cache_len": memory[preset], **cache_scope(preset)}
         if preset == "paper":
             config["train"]["steps"] = steps
         n_tokens = 3 * src_len[preset] if task == "copy" else 2 * src_len[preset]

@@ -25,7 +25,10 @@ Presets:
 
 from __future__ import annotations
 
+import functools
+
 from rmtzoo.bench import Benchmark, per_preset, product
+from rmtzoo_benchmarks._samples import cache_scope
 
 MODELS = [
     ("Baseline", {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}),
@@ -37,8 +40,9 @@ MODELS = [
 ]
 
 
-def _adjust(labels, config):
-    """Memory or cache = segment length, for the models that have one; both recorded as labels."""
+def _adjust(labels, config, *, preset):
+    """Memory or cache = segment length, for the models that have one; both recorded as labels. The
+    ``paper`` preset carries the Tr-XL cache across samples as the authors' code did (``_samples.py``)."""
     length = config["segment"]["length"]
     labels["segment_length"] = length
     labels["memory"] = 0 if labels["model"] == "Baseline" else length
@@ -46,6 +50,7 @@ def _adjust(labels, config):
         config["memory"]["num_tokens"] = length
     elif labels["model"] == "Tr-XL":
         config["recurrence"]["cache_len"] = length
+        config["recurrence"] |= cache_scope(preset)
 
 
 def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
@@ -82,7 +87,7 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
         base,
         {"model": MODELS, "segments": seg_axis},
         where=lambda labels: labels["model"] == "Baseline" or labels["segments"] != 1,
-        adjust=_adjust,
+        adjust=functools.partial(_adjust, preset=preset),
     )
 
 

@@ -67,7 +67,8 @@ def cells(name: str, preset: str):
             length, memory = small_length, small_memory
         extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
         labels = {"series": series, "segments": n, "segment_length": length, "memory": memory}
-        out.append(cell(base, labels, model=model, memory=memory, segment_length=length, overrides=extra))
+        out.append(cell(base, labels, model=model, memory=memory, segment_length=length, overrides=extra,
+                        preset=preset))
     return out
 
 

@@ -38,6 +38,12 @@ class _SplitParams(Params):
     data_seed: NonNegativeInt = 0
     segmenting: Literal["equal", "lm_rmt_chunk"] = "equal"
     cache_dir: str | None = None
+    # decoding: how evaluation produces the scored answer. ``by_length``: greedy (no teacher forcing)
+    # when the answer spans more than one segment, teacher-forced argmax otherwise (the paper's metric
+    # for copy, reverse and associative retrieval, docs/paper-settings.md 2). ``greedy``: generate the
+    # whole target whatever its length (for quadratic equations everything after the equation slot,
+    # docs/paper-settings.md 2.6). Left out of the dumped config (and the hash) at its default.
+    decoding: Literal["by_length", "greedy"] = Field("by_length", exclude_if=lambda v: v == "by_length")
 
 
 class CopyParams(_SplitParams):
@@ -78,6 +84,9 @@ class SampleTask:
         self.sequence_length = syn.task_lengths(name, **sample_kwargs)
         self.answer_start = self._sample_fn(random.Random(0)).answer_start  # the same for every sample
         self.answer_length = self.sequence_length - self.answer_start
+        # the first position whose prediction greedy decoding of the whole target feeds back
+        self.target_start = syn.target_start(name, self.answer_start)
+        self.decoding = params.decoding
         paper = syn.PAPER_SPLIT_SIZES.get(syn._task_name(self._sample_fn), (1000, 100, 100))
         p = params
         self.sizes = (p.train_size or paper[0], p.valid_size or paper[1], p.test_size or paper[2])

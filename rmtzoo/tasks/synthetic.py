@@ -227,6 +227,14 @@ def quadratic_text_from_ids(input_ids: tuple[int, ...] | list[int]) -> list[str]
     return ["".join(symbol_of[t] for t in slot if t != PAD_ID) for slot in slots]
 
 
+def target_start(name: str, answer_start: int) -> int:
+    """The first position whose prediction is part of the target: quadratic equations generate
+    everything after the equation slot (position 29 predicts the canonical slot's first token,
+    docs/paper-settings.md 2.6) though only the answer slot is scored; for the other tasks target and
+    answer coincide."""
+    return QUADRATIC_SLOT_LEN - 1 if name == "quadratic_equations" else answer_start
+
+
 # Task table ------------------------------------------------------------------------------------------
 
 SAMPLE_FUNCTIONS: dict[str, Callable[..., Sample]] = {

@@ -31,7 +31,7 @@ from rmtzoo._io import atomic_write_text
 from rmtzoo._registry import Registry
 from rmtzoo._runtime import resolve_device, set_threads
 from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from rmtzoo.train._eval import IGNORE_INDEX, evaluate_task
+from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_task
 from rmtzoo.train._progress import Progress
 
 
@@ -135,6 +135,7 @@ class Trainer:
         self.step = 0
         self.best = math.inf
         self.stream_state = None  # carried memory/cache for stream tasks
+        self.sample_state = None  # the last batch's state, for a cache carried across samples
         self.stream_pos = 0
         self.ddp = None
         if self.world > 1:
@@ -187,7 +188,10 @@ class Trainer:
         if self.task.kind == "samples":
             x, y = self._sample_batch(self.step)
             with self.autocast():
-                logits = self._forward(x).logits  # [B, T, V]
+                out = self._forward(x, carried_cache(self.model, x.shape[0], self.sample_state))
+                logits = out.logits  # [B, T, V]
+            if self.model.policy.cache_scope == "across_samples":
+                self.sample_state = out.state  # its cache (stop-gradient) opens the next batch
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
             return loss, x.numel()
         if self.task.kind == "classification":
@@ -223,6 +227,7 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "stream_pos": self.stream_pos,
             "stream_state": self.stream_state,
+            "sample_state": self.sample_state,
             "curriculum_index": self.curriculum_index,
             "config_hash": self.run.config_hash,
         }
@@ -255,6 +260,7 @@ class Trainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.stream_pos, self.stream_state = state["stream_pos"], state["stream_state"]
+        self.sample_state = state.get("sample_state")
         self.log(f"resumed from {folder} at step {self.step}")
         return True
 
