@@ -209,7 +209,8 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         ev = self.config.eval
-        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=ev.max_batches,
+        cap = ev.test_max_batches if split == "test" and ev.test_max_batches is not None else ev.max_batches
+        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=cap,
                                 autocast=self.autocast)
         self.model.train()
         return metrics
