@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         b.add_argument("--all", action="store_true", help="every registered benchmark")
         b.add_argument("--preset", default="smoke", help="paper, small or smoke (default: smoke)")
         b.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+        b.add_argument("--backbone", metavar="NAME", help="swap every cell's backbone for NAME, keeping the "
+                       "fields both backbones have (vocab_size, d_model, n_layer, ...) and NAME's defaults otherwise")
         if name == "run":
             b.add_argument("--filter", metavar="EXPR", help="only cells whose labels match, e.g. model=RMT,segments=3")
             b.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per cell (default 1)")
@@ -372,7 +374,7 @@ def _cmd_bench(args) -> int:
                    "plugins_dirs": list(args.plugins_dir), "block": list(args.block)}
         summary = bench.run_benchmark(registry, names, preset=args.preset, seeds=args.seeds, filter_expr=args.filter,
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
-                                      registry_options=options)
+                                      registry_options=options, backbone=args.backbone)
         print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
               f"{summary['reused']} reused from another benchmark, {summary['failed']} failed; "
               f"results in {Path(args.results)}")
@@ -389,7 +391,7 @@ def _cmd_bench(args) -> int:
                       seeds=args.seeds, **kwargs))
         return 0
     for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
-                             reports_dir=args.reports, **kwargs):
+                             reports_dir=args.reports, backbone=args.backbone, **kwargs):
         print(path)
     return 0
 
