@@ -5,27 +5,44 @@
   backpropagates through exactly its last k memory transitions (truncated BPTT), and through all of them
   when k is unset.
 - ``xl``: a per-layer, stop-gradient cache of the last ``cache_len`` layer inputs (Transformer-XL).
-- ``rmt_xl``: both (PAPER.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
+- ``rmt_xl``: both (docs/paper-settings.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
 """
 
 from __future__ import annotations
 
-from pydantic import NonNegativeInt, PositiveInt
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from rmtzoo._components import NoParams, Params, RecurrencePolicy, RecurrenceSpec
 from rmtzoo._registry import hookimpl
 
 
 class RmtParams(Params):
-    """bptt_depth: k previous segments a loss backpropagates through (None: all; 0: none)."""
+    """bptt_depth: k previous segments a loss backpropagates through (None: all; 0: none).
+
+    bptt_rerun: where the re-run of the last k segments starts. ``exact`` (default): from the memory of
+    k segments ago, so the forward values equal those without the re-run (truncated BPTT). ``newest_memory``:
+    from the newest memory, as the released LM code did (its reset to the older memory has no effect), so
+    the memory a segment reads has passed through its k predecessors twice. Left out of the dumped
+    config (and the hash) at its default."""
 
     bptt_depth: NonNegativeInt | None = None
+    bptt_rerun: Literal["exact", "newest_memory"] = Field("exact", exclude_if=lambda v: v == "exact")
 
 
 class XlParams(Params):
-    """cache_len: L, the number of past layer inputs each layer attends to."""
+    """cache_len: L, the number of past layer inputs each layer attends to.
+
+    cache_scope (sample tasks): ``per_sample`` (default) gives every sample an empty cache;
+    ``across_samples`` carries the cache from one training batch to the next and through the
+    evaluation-loss pass, as the authors' synthetic code does, so a sample's first segment attends to the
+    previous sample's last states (the accuracy passes still start each batch empty, as theirs did). Left
+    out of the dumped config (and the hash) at its default."""
 
     cache_len: PositiveInt = 150
+    cache_scope: Literal["per_sample", "across_samples"] = Field(
+        "per_sample", exclude_if=lambda v: v == "per_sample")
 
 
 class RmtXlParams(RmtParams, XlParams):
@@ -51,7 +68,7 @@ def rmtzoo_register_recurrences(register):
             name="rmt",
             summary="RMT memory recurrence with BPTT depth k (all segments when unset)",
             params=RmtParams,
-            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth),
+            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth, bptt_rerun=p.bptt_rerun),
             carries_memory=True,
             uses_cache=False,
             test_params={"bptt_depth": 1},
@@ -62,7 +79,7 @@ def rmtzoo_register_recurrences(register):
             name="xl",
             summary="Transformer-XL stop-gradient cache of the last L hidden states per layer",
             params=XlParams,
-            build=lambda p: RecurrencePolicy(carries_memory=False, cache_len=p.cache_len),
+            build=lambda p: RecurrencePolicy(carries_memory=False, cache_len=p.cache_len, cache_scope=p.cache_scope),
             carries_memory=False,
             uses_cache=True,
             test_params={"cache_len": 3},
@@ -76,8 +93,10 @@ def rmtzoo_register_recurrences(register):
             build=lambda p: RecurrencePolicy(
                 carries_memory=True,
                 bptt_depth=p.bptt_depth,
+                bptt_rerun=p.bptt_rerun,
                 cache_len=p.cache_len,
                 memory_reads_cache=p.memory_reads_cache,
+                cache_scope=p.cache_scope,
             ),
             carries_memory=True,
             uses_cache=True,
