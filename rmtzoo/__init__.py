@@ -33,6 +33,7 @@ from rmtzoo._config import (
     load_config,
 )
 from rmtzoo._errors import (
+    CheckpointError,
     ConfigError,
     DuplicateComponentError,
     InputError,
@@ -53,6 +54,7 @@ __all__ = [
     "BackboneOutput",
     "BackboneSpec",
     "BenchmarkSpec",
+    "CheckpointError",
     "ConfigError",
     "DuplicateComponentError",
     "ExperimentConfig",
