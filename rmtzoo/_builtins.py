@@ -5,7 +5,7 @@ between registries."""
 from rmtzoo import attention, placements, recurrences
 from rmtzoo.backbones import transformer_xl
 from rmtzoo.tasks import hyperpartisan, lm, samples, text
-from rmtzoo.train import _loggers
+from rmtzoo.train import _loggers, _wandb
 
 PLUGINS = [
     ("rmtzoo.backbones", transformer_xl),
@@ -18,4 +18,5 @@ PLUGINS = [
     ("rmtzoo.tasks.text", text),
     ("rmtzoo.loggers.jsonl", _loggers.JsonlLogger),
     ("rmtzoo.loggers.tensorboard", _loggers.TensorBoardLogger),
+    ("rmtzoo.loggers.wandb", _wandb.WandbLogger),
 ]

@@ -181,6 +181,7 @@ class ExperimentConfig(Params):
     @classmethod
     def _with_registry(cls, data: Any, handler, info: ValidationInfo) -> ExperimentConfig:
         registry = _registry(info)
+        registry.check()  # a broken plugin fails once, here, not once per axis block
         token = _ACTIVE_REGISTRY.set(registry)
         try:
             config = handler(data)
@@ -273,6 +274,7 @@ def load_config(
     for item in overrides:
         apply_override(data, item)
     registry = registry if registry is not None else Registry()
+    registry.check()  # a plugin that raises or registers a name twice: its own one-line error
     try:
         return ExperimentConfig.model_validate(data, context={"registry": registry})
     except ValidationError as exc:

@@ -25,9 +25,9 @@ def copy_batch(batch_size: int, n: int, generator: torch.Generator):
     return inputs, targets
 
 
-def run_demo(config, *, registry=None, log=print) -> dict[str, float]:
+def run_demo(config, *, registry=None, log=print, device="cpu") -> dict[str, float]:
     torch.manual_seed(config.seed)
-    model = build_model(config, registry=registry)
+    model = build_model(config, registry=registry, device=device)
     n = config.segment.length
     if model.vocab_size < 12:
         from rmtzoo._errors import ConfigError
@@ -45,7 +45,7 @@ def run_demo(config, *, registry=None, log=print) -> dict[str, float]:
     start, tokens, metrics = time.perf_counter(), 0, {}
     for step in range(1, config.train.steps + 1):
         model.train()
-        inputs, targets = copy_batch(bsz, n, gen)
+        inputs, targets = (t.to(device) for t in copy_batch(bsz, n, gen))
         logits = model.forward_sequence(inputs).logits  # [B, 3n, V]
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
@@ -59,7 +59,7 @@ def run_demo(config, *, registry=None, log=print) -> dict[str, float]:
             log(f"step {step:>5}  loss {loss.item():.4f}  tokens/s {rate:,.0f}")
     model.eval()
     with torch.no_grad():
-        inputs, targets = copy_batch(256, n, torch.Generator().manual_seed(config.seed + 1))
+        inputs, targets = (t.to(device) for t in copy_batch(256, n, torch.Generator().manual_seed(config.seed + 1)))
         pred = model.forward_sequence(inputs).logits.argmax(-1)
         on_target = targets != -100
         acc = (pred[on_target] == targets[on_target]).float().mean().item()

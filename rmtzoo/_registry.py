@@ -131,7 +131,7 @@ class Registry:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must name itself
-                raise RmtzooError(f"plugin {ep.name!r} (entry point {ep.value}) failed to load: {exc}") from exc
+                raise RmtzooError(f"plugin {ep.name!r} (entry point {ep.value}) failed to load: {_one_line(exc)}") from exc
             dist = getattr(ep, "dist", None)
             version = dist.version if dist is not None else "?"
             where = f"{dist.name} {version}" if dist is not None else ep.value
@@ -161,7 +161,7 @@ class Registry:
                 spec.loader.exec_module(module)
             except Exception as exc:
                 del sys.modules[module_name]
-                raise RmtzooError(f"plugin {stem!r} ({path}) failed to load: {exc}") from exc
+                raise RmtzooError(f"plugin {stem!r} ({path}) failed to load: {_one_line(exc)}") from exc
             self._add(module, stem, "directory", getattr(module, "__version__", "-"), str(path))
 
     def add_plugin(self, plugin: object, name: str) -> None:
@@ -179,9 +179,20 @@ class Registry:
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
                 provider = impl.plugin_name
                 register = _Registrar(axis, provider, entries[axis])
-                impl.function(*([register] if impl.argnames else []))
+                try:
+                    impl.function(*([register] if impl.argnames else []))
+                except RmtzooError:
+                    raise
+                except Exception as exc:  # a plugin's own bug: name the plugin and the hook, in one line
+                    where = self._info[provider][2] if provider in self._info else provider
+                    raise RmtzooError(f"plugin {provider!r} ({where}) failed in {hook_name}: {_one_line(exc)}") from exc
         self._entries = entries
         return entries
+
+    def check(self) -> None:
+        """Run every registration hook now; a plugin that raises or registers a name twice raises
+        :class:`rmtzoo.RmtzooError` here rather than at the first lookup."""
+        self._collect()
 
     def get(self, axis: str, name: str) -> Any:
         """The spec registered as ``name`` on ``axis``; an unknown name lists the closest ones."""
@@ -253,6 +264,12 @@ class _Registrar:
                 f"and by plugin {self.provider!r} (pass override=True to replace it on purpose)"
             )
         self.table[spec.name] = _Entry(spec, self.provider)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` with the message's whitespace (newlines included) folded to single spaces."""
+    detail = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def _own_version() -> str:

@@ -31,17 +31,24 @@ def _heads(mask):
 def eager_attention(q, k, v, *, bias=None, mask=None, dropout_p=0.0, scale=None):
     """q [B, H, Q, Dh], k/v [B, H, K, Dh], bias [B|1, H|1, Q, K], mask [Q, K] or [B, Q, K] -> [B, H, Q, Dh]."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    mask = _heads(mask)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # [B, H, Q, K]
+    if scale != 1.0:
+        q = q * scale  # [B, H, Q, Dh]: cheaper than scaling the scores
+    scores = torch.matmul(q, k.transpose(-1, -2))  # [B, H, Q, K]
     if bias is not None:
-        scores = scores + bias
+        scores = scores + bias.to(scores.dtype)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    # softmax in at least float32: upcast half precision, but never round float64 down
-    probs = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1).to(q.dtype)
+        scores = scores.masked_fill(~_heads(mask), float("-inf"))
+    probs = torch.softmax(scores.to(_softmax_dtype(scores.dtype)), dim=-1).to(v.dtype)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return torch.matmul(probs, v)  # [B, H, Q, Dh]
+
+
+def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """bf16 softmaxes in bf16: torch's softmax kernels accumulate in fp32 whatever the input dtype, and
+    bf16 has fp32's exponent range, so nothing overflows and only the output is rounded (to bf16, as the
+    following matmul reads it anyway). fp16 (5 exponent bits) is upcast to fp32; fp32/fp64 stay."""
+    return torch.float32 if dtype == torch.float16 else dtype
 
 
 def sdpa_attention(q, k, v, *, bias=None, mask=None, dropout_p=0.0, scale=None):
@@ -82,6 +89,13 @@ def auto_attention(q, k, v, *, bias=None, mask=None, dropout_p=0.0, scale=None):
     """eager or sdpa, whichever is faster for these inputs (:func:`auto_kernel_name`)."""
     attend = eager_attention if auto_kernel_name(q, k) == "eager" else sdpa_attention
     return attend(q, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=scale)
+
+
+# A kernel with ``mask_in_bias`` takes the layout mask as -inf entries of ``bias`` (and ``mask=None``):
+# backbones that build an additive bias anyway (Transformer-XL's position term) fold the mask into it
+# once instead of the kernel masking every ``[B, H, Q, K]`` score tensor.
+for _kernel in (eager_attention, sdpa_attention, auto_attention):
+    _kernel.mask_in_bias = True
 
 
 def resolve_attention(name: str, registry) -> AttentionSpec:

@@ -48,6 +48,15 @@ def _plugin_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
                         help="do not load the plugin NAME (repeatable; also RMTZOO_BLOCK_PLUGINS=a,b)")
 
 
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Where a command runs: the same two options on train, eval, generate and demo."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="auto (CUDA, else Apple MPS, else CPU; the default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=_number(int, 1, None), default=None, metavar="N",
+                        help="CPU threads for PyTorch (default: OMP_NUM_THREADS, else the CPUs this process may "
+                        "use that other processes do not keep busy)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rmtzoo", description="Recurrent Memory Transformer components, composed from configs.")
     _plugin_options(parser, sub=False)
@@ -64,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list loaded plugins with version, source and hooks")
     sub.add_parser("schema", help="print the JSON Schema of the experiment config over every registered component")
 
-    p = sub.add_parser("config", help="validate a config and print it with its content hash")
+    p = sub.add_parser("config", help="validate a config and print it as JSON (its content hash on stderr)")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
 
@@ -75,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
     p.add_argument("--continue", dest="continue_run", action="store_true",
                    help="train a finished run further (to a higher train.steps, or past train.stop_at)")
+    _runtime_options(p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (a run folder or a checkpoint folder)")
     p.add_argument("checkpoint")
@@ -82,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of a run folder")
     p.add_argument("--max-batches", type=int, default=None,
                    help="evaluate at most N batches (default: the config's eval.max_batches; 0: the whole split)")
+    _runtime_options(p)
 
     p = sub.add_parser("generate", help="stream tokens from a checkpoint, carrying memory across segments")
     p.add_argument("checkpoint")
@@ -96,15 +107,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", metavar="IDS", help="comma-separated token ids that end a prompt's generation "
                    "('eos': the task's end-of-text token)")
     p.add_argument("--seed", type=int, default=0)
+    _runtime_options(p)
+
+    for name, what, target in (("export", "write a run's model as a pretrained folder (Hugging Face layout)", "DIR"),
+                               ("push", "upload a run's model to the Hugging Face Hub (huggingface_hub)", "REPO_ID")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("source", help="a run, checkpoint or pretrained folder")
+        p.add_argument("target", metavar=target)
+        p.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of a run folder")
+        if name == "push":
+            p.add_argument("--private", action="store_true", help="create the repository private")
 
     p = sub.add_parser("demo", help="train a small RMT on an in-memory copy task (embedded default config)")
     p.add_argument("config", nargs="?", help="a config file (default: the embedded demo config)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100")
+    _runtime_options(p)
 
     p = sub.add_parser("bench", help="run benchmark grids and report them against the paper (rmtzoo bench run --help)")
     bench = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bench.add_parser("list", parents=[common], help="list registered benchmarks with their presets and cell counts")
-    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures")):
+    for name, what in (("run", "train every cell x seed without a result (resumes)"), ("report", "write markdown and figures"),
+                       ("summary", "write <reports>/<preset>/README.md: a row per claim of the paper, how to regenerate")):
         b = bench.add_parser(name, parents=[common], help=what)
         b.add_argument("names", nargs="*", metavar="NAME", help="benchmarks (rmtzoo bench list)")
         b.add_argument("--all", action="store_true", help="every registered benchmark")
@@ -117,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--shard", metavar="I/N", help="run only the I-th of every N cells (sorted by hash)")
         else:
             b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
-            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: benchmarks/reference/paper_numbers.csv)")
+            if name == "summary":
+                b.add_argument("--seeds", type=int, default=2, metavar="N", help="seeds in the regeneration commands")
+            b.add_argument("--reference", metavar="CSV", help="paper numbers (default: the table packaged with rmtzoo-benchmarks)")
     return parser
 
 
@@ -177,6 +202,8 @@ def _cmd_plugins(args) -> int:
     for info in infos:
         print(f"{info.name:<{width}} {info.version:<10} {info.source:<12} {info.location}")
         print(f"{'':<{width}} hooks: {', '.join(info.hooks) or '-'}")
+    sys.stdout.flush()
+    registry.check()  # loaded is not working: a registration hook that raises is reported (exit 2)
     return 0
 
 
@@ -191,8 +218,8 @@ def _cmd_config(args) -> int:
     from rmtzoo._config import load_config
 
     config = load_config(args.config, args.overrides, registry=_registry(args))
-    print(json.dumps(config.model_dump(mode="json"), indent=2))
-    print(f"# content hash: {config.content_hash()}")
+    print(json.dumps(config.model_dump(mode="json"), indent=2))  # stdout stays JSON: `| python -m json.tool`
+    print(f"content hash: {config.content_hash()}", file=sys.stderr)
     return 0
 
 
@@ -207,8 +234,16 @@ def _cmd_demo(args) -> int:
     source = args.config or resources.files("rmtzoo").joinpath("configs/demo.toml")
     registry = _registry(args)
     config = load_config(str(source), overrides, registry=registry)
-    run_demo(config, registry=registry)
+    run_demo(config, registry=registry, device=_runtime(args))
     return 0
+
+
+def _runtime(args):
+    """Set the thread count and resolve ``--device`` (a bad device is one line, before any work)."""
+    from rmtzoo._runtime import resolve_device, set_threads
+
+    set_threads(args.threads)
+    return resolve_device(args.device)
 
 
 def _cmd_train(args) -> int:
@@ -217,40 +252,49 @@ def _cmd_train(args) -> int:
 
     registry = _registry(args)
     config = load_config(args.config, args.overrides, registry=registry)
+    device = _runtime(args)
     run_dir = args.run_dir or f"runs/{config.task.kind if config.task else 'model'}-{config.content_hash()}"
     print(f"run folder: {run_dir}")
-    train(config, run_dir, registry=registry, resume=not args.no_resume, continue_run=args.continue_run)
+    train(config, run_dir, registry=registry, resume=not args.no_resume, device=str(device),
+          continue_run=args.continue_run)
     return 0
 
 
-def _load_run(args, which):
-    from rmtzoo._config import load_config
-    from rmtzoo.train import build_task, find_checkpoint, load_checkpoint, prepare_model, set_segment_count
+def _load_run(args, which, device):
+    from rmtzoo._pretrained import load_run
+    from rmtzoo.train import find_checkpoint
 
     folder = find_checkpoint(args.checkpoint, which=which) or find_checkpoint(args.checkpoint)
     if folder is None:
         raise RmtzooError(f"no checkpoint in {args.checkpoint!r} (expected a run folder or a checkpoint folder)")
-    registry = _registry(args)
-    config = load_config(folder / "config.json", registry=registry)
-    task = build_task(config, registry)
-    model = prepare_model(config, task, registry)
-    state = load_checkpoint(folder, model)
-    if config.train.curriculum is not None:  # the segment count the checkpoint was trained at
-        set_segment_count(model, task, config.train.curriculum.segments[state["curriculum_index"]])
-    return folder, config, task, model
+    loaded = load_run(folder, device=device, registry=_registry(args))
+    return folder, loaded.config, loaded.task, loaded.model
+
+
+def _cmd_export(args) -> int:
+    import rmtzoo
+
+    loaded = rmtzoo.load(args.source, which=args.which, registry=_registry(args))
+    if args.command == "push":
+        info = loaded.push_to_hub(args.target, private=args.private or None)
+        print(getattr(info, "commit_url", None) or info)
+    else:
+        print(loaded.save_pretrained(args.target))
+    return 0
 
 
 def _cmd_eval(args) -> int:
     from rmtzoo.train import make_autocast
     from rmtzoo.train._eval import evaluate_task
 
-    folder, config, task, model = _load_run(args, args.which)
+    device = _runtime(args)
+    folder, config, task, model = _load_run(args, args.which, device)
     max_batches = config.eval.max_batches if args.max_batches is None else (args.max_batches or None)
     if max_batches is not None and max_batches < 0:
         raise RmtzooError(f"--max-batches: expected 0 (whole split) or a positive count, got {args.max_batches}")
     metrics = evaluate_task(model, task, args.split, batch_size=config.eval.batch_size, max_batches=max_batches,
                             autocast=make_autocast(config.train.precision, next(model.parameters()).device))
-    print(json.dumps({"checkpoint": str(folder), "split": args.split, **metrics}, indent=2))
+    print(json.dumps({"checkpoint": str(folder), "split": args.split, "device": str(device), **metrics}, indent=2))
     return 0
 
 
@@ -261,7 +305,8 @@ def _cmd_generate(args) -> int:
 
     if (args.prompt is None) == (args.ids is None):
         raise RmtzooError("generate: give exactly one of --prompt TEXT or --ids 1,2,3 (either may be repeated for a batch)")
-    _, _, task, model = _load_run(args, "best")
+    device = _runtime(args)
+    _, _, task, model = _load_run(args, "best", device)
     if args.prompt is not None:
         if not hasattr(task, "encode"):
             raise RmtzooError(f"generate: task {task.name!r} has no text vocabulary; use --ids")
@@ -335,11 +380,20 @@ def _cmd_bench(args) -> int:
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
                                       registry_options=options)
         print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
-              f"{summary['failed']} failed; results in {Path(args.results)}")
+              f"{summary['reused']} reused from another benchmark, {summary['failed']} failed; "
+              f"results in {Path(args.results)}")
+        if not summary["done"] and not summary["failed"]:
+            print("nothing was trained: every cell already had a result")
         for failure in summary["failures"]:
             print(f"failed: {failure['cell']}: {failure['error']}", file=sys.stderr)
         return 1 if summary["failed"] else 0
     kwargs = {"reference": args.reference} if args.reference else {}
+    if args.bench_command == "summary":
+        from rmtzoo.bench._summary import summary
+
+        print(summary(registry, names, preset=args.preset, results_dir=args.results, reports_dir=args.reports,
+                      seeds=args.seeds, **kwargs))
+        return 0
     for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
                              reports_dir=args.reports, **kwargs):
         print(path)
@@ -355,6 +409,8 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
     "eval": _cmd_eval,
+    "export": _cmd_export,
+    "push": _cmd_export,
     "generate": _cmd_generate,
 }
 

@@ -63,13 +63,23 @@ class StepOutput:
     """logits ``[B, T, V]`` (None when not asked for), hidden ``[B, T, D]`` at the segment positions,
     ``written`` memory ``[B, M, D]`` (None without memory tokens), ``nll [B, T]`` when targets were
     given (computed inside ``forward`` so wrappers such as DDP see every parameter use), and ``pooled
-    [B, D]`` when the backbone returns its own summary of the segment."""
+    [B, D]`` when the backbone returns its own summary of the segment.
+
+    What the segment was computed from, for probes and analysis (the supported way to observe a segment;
+    attention probabilities come from :func:`rmtzoo.analysis.attention_maps`): ``read`` the memory this
+    segment read ``[B, M, D]`` (None without memory; with a BPTT depth, the memory re-run through the
+    last k segments), ``inputs`` the backbone's input ``[B, R+T+W, D]`` (read memory, the segment's token
+    embeddings, write memory, as the placement assembled them) and ``mask`` the attention mask handed to
+    the backbone (``[S, C+S]`` or per sample ``[B, S, C+S]``, True: may attend)."""
 
     logits: torch.Tensor | None
     hidden: torch.Tensor
     written: torch.Tensor | None
     nll: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
+    read: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ class RecurrentMemoryModel(nn.Module):
         segment_ids = self._check_ids(segment_ids, state)
         padding_mask = self._check_padding(padding_mask, segment_ids)
         memory_in = self._memory_to_read(state)
-        hidden, written, layer_inputs, pooled, nll = self._checkpointed(
+        hidden, written, layer_inputs, pooled, nll, inputs, mask = self._checkpointed(
             self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid, targets
         )
         policy = self.policy
@@ -141,7 +151,7 @@ class RecurrentMemoryModel(nn.Module):
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
         new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid)
-        return StepOutput(logits, hidden, written, nll, pooled), new_state
+        return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
 
     def _next_memory(self, memory_in, written, padding_mask):
         """The memory the next segment reads; a sample whose segment is all padding keeps ``memory_in``."""
@@ -186,7 +196,7 @@ class RecurrentMemoryModel(nn.Module):
             return memory.detach()
         memory = state.window[0].memory
         for past in state.window:
-            _, written, _, _ = self._checkpointed(
+            _, written, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
             )
             memory = self._next_memory(memory, written, past.padding_mask)
@@ -205,9 +215,9 @@ class RecurrentMemoryModel(nn.Module):
 
     def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
         """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
-        hidden, written, layer_inputs, pooled = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
+        hidden, written, layer_inputs, pooled, inputs, mask = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
         nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        return hidden, written, layer_inputs, pooled, nll
+        return hidden, written, layer_inputs, pooled, nll, inputs, mask
 
     def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
@@ -229,7 +239,7 @@ class RecurrentMemoryModel(nn.Module):
             mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
         out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs, getattr(out, "pooled", None)
+        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), inputs, mask
 
     # -- whole sequences --------------------------------------------------------------------------
     def split_segments(self, ids: torch.Tensor) -> list[torch.Tensor]:

@@ -3,24 +3,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
 
 import rmtzoo
+import rmtzoo.testing  # noqa: F401  (loads the Hypothesis profile, see its docstring)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLUGINS_DIR = FIXTURES / "plugins_dir"
-
-settings.register_profile(
-    "ci", max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile("dev", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 def make_registry(**kwargs) -> rmtzoo.Registry:

@@ -123,7 +123,7 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path):
     class Bad:
         @rmtzoo.hookimpl
         def rmtzoo_register_benchmarks(self, register):
-            good = {"task": {"kind": "copy", "src_len": 4}, "backbone": {"kind": "transformer_xl", "vocab_size": 12},
+            good = {"task": {"kind": "copy", "src_len": 4, "train_size": 64, "valid_size": 16, "test_size": 16}, "backbone": {"kind": "transformer_xl", "vocab_size": 12},
                     "segment": {"length": 4}}
             bad = {**good, "segment": {"length": 5}}  # 12-token samples: 5 does not tile them
             register(rmtzoo.BenchmarkSpec("badgrid", "s", lambda p: Benchmark(
@@ -160,7 +160,9 @@ def test_run_writes_one_result_per_cell_and_a_rerun_skips_them(tmp_path, capsys)
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in result_files(folder)} == mtimes
-    assert "4 cells: 0 run, 4 already done, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 cells: 0 run, 4 already done, 0 reused from another benchmark, 0 failed" in out
+    assert "nothing was trained: every cell already had a result" in out
 
 
 def test_an_interrupted_grid_resumes_with_nothing_lost_or_repeated(tmp_path):

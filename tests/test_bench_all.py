@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,19 @@ import pytest
 import rmtzoo
 from rmtzoo.bench import Benchmark, Cell, Claim
 from rmtzoo.bench._report import (
-    DEFAULT_REFERENCE,
     claim_checks,
     figure,
     load_reference,
     ordering_checks,
+    packaged_reference,
     paper_value,
+    runs_papers_task,
 )
 from rmtzoo.cli import main
 
 pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
 
-REFERENCE = Path(__file__).resolve().parents[1] / DEFAULT_REFERENCE
+REFERENCE = packaged_reference()
 MINE = ["table1", "fig4a", "fig4b", "fig8a", "fig8b", "fig8c", "wt103", "table4", "fig5a", "fig5b"]
 # paper cells with no number in the paper: the CSV has no associative-retrieval MemTr run at "3 segments"
 NO_PAPER_ROW = {("fig3c", "MemTr", "3")}
@@ -165,18 +167,21 @@ def test_ordering_and_claims_know_lower_is_better():
                   claims=(Claim("RMT beats Tr-XL", ({"model": "RMT"}, {"model": "Tr-XL"})),
                           Claim("close", ({"model": "RMT"}, {"model": "Tr-XL"}), within=0.05),
                           Claim("needs MemTr", ({"model": "MemTr"}, {"model": "RMT"}))))
-    good = rows_of(({"model": "RMT"}, [25.0, 25.2]), ({"model": "Tr-XL"}, [26.0]))
-    assert ordering_checks(b, good) == ["- RMT 25.100 <= Tr-XL 26.000: holds"]
+    good = rows_of(({"model": "RMT"}, [25.0, 25.2]), ({"model": "Tr-XL"}, [26.0, 26.2]))
+    assert ordering_checks(b, good) == ["- RMT 25.100 ± 0.141 (n=2) < Tr-XL 26.100 ± 0.141 (n=2): holds"]
     reference = [{"artefact": "T9", "model": "RMT", "mean": "24", "segments": ""},
                  {"artefact": "T9", "model": "Tr-XL", "mean": "23", "segments": ""}]
     lines = claim_checks(b, good, reference)
-    assert lines[0] == "- RMT beats Tr-XL: holds (25.100, 26.000); paper: does NOT hold (24, 23)"
+    assert lines[0] == ("- RMT beats Tr-XL: holds (25.100 ± 0.141 (n=2), 26.100 ± 0.141 (n=2)); "
+                        "paper: does NOT hold (24, 23)")
     assert lines[1].startswith("- close: holds") and "not measured" in lines[2]
-    bad = rows_of(({"model": "RMT"}, [27.0]), ({"model": "Tr-XL"}, [26.0]))
-    assert ordering_checks(b, bad) == ["- RMT 27.000 <= Tr-XL 26.000: does NOT hold"]
+    bad = rows_of(({"model": "RMT"}, [27.0, 27.2]), ({"model": "Tr-XL"}, [26.0, 26.2]))
+    assert ordering_checks(b, bad)[0].endswith(": does NOT hold")
     assert claim_checks(b, bad, [])[1].startswith("- close: holds")  # 27 vs 26 within 5%
-    assert claim_checks(b, rows_of(({"model": "RMT"}, [30.0]), ({"model": "Tr-XL"}, [26.0])), [])[1] \
-        .startswith("- close: does NOT hold")
+    far = rows_of(({"model": "RMT"}, [30.0, 30.2]), ({"model": "Tr-XL"}, [26.0, 26.2]))
+    assert claim_checks(b, far, [])[1].startswith("- close: does NOT hold")
+    one_seed = rows_of(({"model": "RMT"}, [25.0]), ({"model": "Tr-XL"}, [26.0]))
+    assert ordering_checks(b, one_seed)[0].endswith(": too few seeds to tell")
 
 
 def test_paper_value_matches_every_key_and_prefers_the_plain_run():
@@ -230,7 +235,10 @@ def test_bench_run_all_smoke_then_report_all(tmp_path, capsys):
         start = next(i for i, line in enumerate(lines) if "| regenerated |" in line) + 2  # header, |---|
         table = lines[start:start + next(i for i, line in enumerate(lines[start:] + [""]) if not line.startswith("| "))]
         assert len(table) == len(cells), name
-        assert "| regenerated | paper | delta |" in text
+        delta = "| regenerated | paper | delta |" in text
+        assert delta or "| regenerated | paper (orientation) |" in text, name
+        assert delta == runs_papers_task(b, "smoke"), name  # smoke LM runs synthetic_lm: no delta
+        assert not re.search(r"(?<!paper): holds", text), name  # 1 seed: nothing measured can hold
         assert "(no result)" not in text
         if name in MINE or name.startswith("fig3"):
             assert sum(" | – | – |" not in line for line in table) >= len(cells) - 1, name  # paper numbers found

@@ -281,33 +281,43 @@ def test_schema_is_valid_json(capsys):
 
 
 # -- config ----------------------------------------------------------------------------------------------------
-def split_config_output(out: str) -> tuple[dict, str]:
-    lines = out.rstrip("\n").splitlines()
-    match = re.fullmatch(r"# content hash: ([0-9a-f]{16})", lines[-1])
-    assert match, lines[-1]
-    return json.loads("\n".join(lines[:-1])), match.group(1)
+def split_config_output(out: str, err: str) -> tuple[dict, str]:
+    """stdout is the config as JSON alone; the content hash is the one line on stderr."""
+    match = re.fullmatch(r"content hash: ([0-9a-f]{16})\n", err)
+    assert match, err
+    return json.loads(out), match.group(1)
 
 
 def test_config_prints_config_and_hash(capsys, config_file):
     rc, out, err = run_cli(capsys, "config", config_file, "train.lr=3e-4", "memory.num_tokens=3")
-    assert rc == 0 and err == ""
-    data, digest = split_config_output(out)
+    assert rc == 0
+    data, digest = split_config_output(out, err)
     assert data["train"]["lr"] == pytest.approx(3e-4)
     assert data["memory"] == {"kind": "read_write", "num_tokens": 3, "init": "random"}
     assert data["backbone"]["kind"] == "transformer_xl" and data["backbone"]["n_head"] == 4  # defaults shown
     expected = rmtzoo.load_config(config_file, ["train.lr=3e-4", "memory.num_tokens=3"], registry=rmtzoo.Registry())
     assert digest == expected.content_hash()
-    rc, out, _ = run_cli(capsys, "config", config_file)
-    assert split_config_output(out)[1] != digest
+    rc, out, err = run_cli(capsys, "config", config_file)
+    assert split_config_output(out, err)[1] != digest
+
+
+def test_config_stdout_pipes_into_json_tool(config_file):
+    """`rmtzoo config X | python -m json.tool` works: nothing but the JSON document on stdout."""
+    rmtzoo_cmd = [sys.executable, "-m", "rmtzoo", "--no-entry-points", "config", str(config_file)]
+    config = subprocess.run(rmtzoo_cmd, capture_output=True, text=True, check=True)
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=config.stdout, capture_output=True, text=True)
+    assert tool.returncode == 0, tool.stderr
+    assert json.loads(tool.stdout)["backbone"]["kind"] == "transformer_xl"
+    assert "content hash: " in config.stderr
 
 
 def test_config_output_round_trips(capsys, config_file, tmp_path):
-    rc, out, _ = run_cli(capsys, "config", config_file, "seed=9")
-    data, digest = split_config_output(out)
+    rc, out, err = run_cli(capsys, "config", config_file, "seed=9")
+    data, digest = split_config_output(out, err)
     dumped = tmp_path / "printed.json"
-    dumped.write_text(json.dumps(data))
-    rc, out, _ = run_cli(capsys, "config", dumped)
-    assert rc == 0 and split_config_output(out) == (data, digest)
+    dumped.write_text(out)
+    rc, out, err = run_cli(capsys, "config", dumped)
+    assert rc == 0 and split_config_output(out, err) == (data, digest)
 
 
 def test_config_with_plugin_backbone(capsys, tmp_path):
@@ -315,7 +325,7 @@ def test_config_with_plugin_backbone(capsys, tmp_path):
     path.write_text("backbone:\n  kind: toy_mixer\n  vocab_size: 11\nsegment:\n  length: 4\n")
     rc, out, err = run_cli(capsys, "--plugins-dir", PLUGINS_DIR, "config", path)
     assert rc == 0, err
-    data, _ = split_config_output(out)
+    data, _ = split_config_output(out, err)
     assert data["backbone"] == {"kind": "toy_mixer", "vocab_size": 11, "d_model": 16, "n_layer": 2}
     rc, out, err = run_cli(capsys, "config", path)  # without the plugin
     assert_one_line_error(rc, out, err, "backbone.kind: unknown backbone 'toy_mixer'")
@@ -385,6 +395,13 @@ def test_demo_rejects_small_vocabulary(capsys, one_thread):
         (["demo", "{tmp}/missing.toml"], ["missing.toml", "not found"]),
         (["--plugins-dir", "{tmp}/no-such-dir", "list"], ["no-such-dir", "does not exist"]),
         (["--plugins-dir", "{tmp}/broken", "list"], ["plugin 'kaputt'", "failed to load", "kaputt at import"]),
+        (["--plugins-dir", "{tmp}/raising", "list", "backbones"],
+         ["plugin 'boom'", "failed in rmtzoo_register_backbones", "RuntimeError: boom"]),
+        (["--plugins-dir", "{tmp}/raising", "config", "{config}"], ["plugin 'boom'", "RuntimeError: boom"]),
+        (["--plugins-dir", "{tmp}/multiline", "list"], ["plugin 'twolines'", "first half second half"]),
+        (["--plugins-dir", "{tmp}/twins", "config", "{config}"], ["backbone 'twin' is registered twice"]),
+        (["config", "{copy}"], ["task: src_len=2 with n_symbols=2 gives 4 distinct inputs", "115000"]),
+        (["train", "{copy}", "--run-dir", "{tmp}/run"], ["task", "gives 4 distinct inputs"]),
         (["frobnicate"], ["invalid choice: 'frobnicate'"]),
         ([], ["the following arguments are required: command"]),
         (["list", "a", "b", "c"], ["unrecognized arguments: c"]),
@@ -400,10 +417,46 @@ def test_user_errors(capsys, tmp_path, config_file, argv, fragments):
     (tmp_path / "exp.ini").write_text("[backbone]\n")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "kaputt.py").write_text("raise RuntimeError('kaputt at import')\n")
-    argv = [a.format(tmp=tmp_path, config=config_file, nomem=tmp_path / "nomem.json") for a in argv]
+    write_raising_plugin(tmp_path / "raising")
+    (tmp_path / "multiline").mkdir()
+    (tmp_path / "multiline" / "twolines.py").write_text("raise ImportError('first half\\n  second half')\n")
+    (tmp_path / "twins").mkdir()
+    for name in ("twin_a", "twin_b"):
+        (tmp_path / "twins" / f"{name}.py").write_text(TWIN_PLUGIN)
+    copy = tmp_path / "copy.toml"
+    copy.write_text(CONFIG_TOML + '\n[task]\nkind = "copy"\nsrc_len = 2\nn_symbols = 2\n')
+    argv = [a.format(tmp=tmp_path, config=config_file, nomem=tmp_path / "nomem.json", copy=copy) for a in argv]
     rc, out, err = run_cli(capsys, *argv)
     assert_one_line_error(rc, out, err, *fragments)
-    assert out == ""
+    assert out == "" and not (tmp_path / "run").exists()
+    assert len(err) < 300 or "failed to load" in err, err  # one statement, not the same one per axis block
+
+
+# two plugin files registering the same backbone name (never built: validation stops first)
+TWIN_PLUGIN = """\
+import rmtzoo
+
+@rmtzoo.hookimpl
+def rmtzoo_register_backbones(register):
+    caps = rmtzoo.BackboneCapabilities(causal=True, accepts_cache=False)
+    register(rmtzoo.BackboneSpec(name="twin", summary="-", params=rmtzoo.NoParams, build=None, capabilities=caps))
+"""
+
+
+def write_raising_plugin(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "boom.py").write_text(
+        "import rmtzoo\n\n@rmtzoo.hookimpl\ndef rmtzoo_register_backbones(register):\n"
+        "    raise RuntimeError('boom')\n"
+    )
+
+
+def test_plugins_reports_a_registration_hook_that_raises(capsys, tmp_path):
+    """``rmtzoo plugins`` lists what loaded, then names the plugin whose hook raised (exit 2)."""
+    write_raising_plugin(tmp_path / "raising")
+    rc, out, err = run_cli(capsys, "--no-entry-points", "--plugins-dir", tmp_path / "raising", "plugins")
+    assert_one_line_error(rc, "", err, "plugin 'boom'", "failed in rmtzoo_register_backbones", "RuntimeError: boom")
+    assert "boom" in out and "rmtzoo_register_backbones" in out  # the listing still came first
 
 
 def test_help_exits_zero(capsys):

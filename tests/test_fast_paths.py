@@ -49,7 +49,7 @@ def _nonzero_biases(model):
 
 
 # -- (1) relative positions: the skew equals the gather over signed distances -------------------------
-def _gather_forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask):
+def _gather_forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask, **_):
     """The layer as it was before the skew: every signed distance C+S-1 .. -(S-1), then a gather."""
     b, s, _ = x.shape
     h, dh = self.n_head, self.d_head

@@ -123,11 +123,12 @@ def without_time(records: list[dict]) -> list[dict]:
 
 
 def test_builtin_loggers_are_observers(bare_registry):
-    assert OBSERVER_BUILTINS == ["rmtzoo.loggers.jsonl", "rmtzoo.loggers.tensorboard"]
+    assert OBSERVER_BUILTINS == ["rmtzoo.loggers.jsonl", "rmtzoo.loggers.tensorboard", "rmtzoo.loggers.wandb"]
     infos = {p.name: p for p in bare_registry.plugins()}
     assert infos["rmtzoo.loggers.jsonl"].source == "builtin"
     assert infos["rmtzoo.loggers.jsonl"].hooks == tuple(sorted(OBSERVER_HOOKS))
     assert infos["rmtzoo.loggers.tensorboard"].hooks == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed")
+    assert infos["rmtzoo.loggers.wandb"].hooks == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started")
 
 
 def test_builtin_jsonl_logger_writes_metrics(bare_registry, tmp_path):

@@ -1,4 +1,4 @@
-"""The paper's reference numbers (benchmarks/reference/): shape of the two CSVs, coverage of PAPER.md
+"""The paper's reference numbers (benchmarks/rmtzoo_benchmarks/reference/): shape of the two CSVs, coverage of PAPER.md
 section 8, and that the per-run values in runs.csv reproduce the printed means and sample stds."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = ROOT / "benchmarks" / "reference"
+REF = ROOT / "benchmarks" / "rmtzoo_benchmarks" / "reference"
 SOURCE = ROOT.parent / "shared" / "reference" / "lm-rmt"
 
 PAPER_COLUMNS = [

@@ -161,9 +161,10 @@ def test_builtins_only():
         assert hooks[name] == ("rmtzoo_register_tasks",)
     # every task comes from a task built-in
     assert {registry.provider("tasks", t) for t in registry.names("tasks")} <= set(TASK_BUILTINS)
-    assert OBSERVER_BUILTINS == ["rmtzoo.loggers.jsonl", "rmtzoo.loggers.tensorboard"]
+    assert OBSERVER_BUILTINS == ["rmtzoo.loggers.jsonl", "rmtzoo.loggers.tensorboard", "rmtzoo.loggers.wandb"]
     assert hooks["rmtzoo.loggers.jsonl"] == OBSERVER_HOOKS
     assert hooks["rmtzoo.loggers.tensorboard"] == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed")
+    assert hooks["rmtzoo.loggers.wandb"] == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started")
 
 
 def test_axis_aliases():

@@ -131,21 +131,27 @@ class Payload:
         return (Path.touch, (Path(self.marker),))
 
 
-def test_a_planted_pickle_payload_does_not_run(run_copy, tmp_path, capsys):
-    folder = find_checkpoint(run_copy, which="best")
+def test_a_planted_pickle_payload_does_not_run(run_copy, config_file, tmp_path, capsys):
     marker = tmp_path / "payload-ran"
     # Beside the current format a trainer.pt is never read.
-    torch.save({"step": Payload(str(marker))}, folder / "trainer.pt")
+    for folder in (run_copy / "checkpoints").glob("step-*"):
+        torch.save({"step": Payload(str(marker))}, folder / "trainer.pt")
     rc, out, err = cli(capsys, "eval", str(run_copy))
     assert rc == 0, err
     assert not marker.exists()
-    # As an old-format checkpoint (trainer.pt only): refused with one line, the payload not run.
-    for name in ("trainer.json", "trainer.safetensors"):
-        (folder / name).unlink()
-    for command in (["eval", str(run_copy)], ["generate", str(run_copy), "--ids", "1,2"]):
+    # As old-format checkpoints (trainer.pt only): eval and generate need the weights alone, and a
+    # resume (which reads the trainer state) is refused with one line; the payload never runs.
+    for folder in (run_copy / "checkpoints").glob("step-*"):
+        for name in ("trainer.json", "trainer.safetensors"):
+            (folder / name).unlink()
+    for command in (["eval", str(run_copy)], ["generate", str(run_copy), "--ids", "1,2", "--max-tokens", "2"]):
         rc, out, err = cli(capsys, *command)
-        one_line_error(rc, err, "trainer.pt", "refused", "never runs code")
-        assert not marker.exists()
+        assert rc == 0, err
+    before = tree(run_copy)
+    rc, out, err = cli(capsys, "train", str(config_file), "--run-dir", str(run_copy))
+    one_line_error(rc, err, "trainer.pt", "refused", "never runs code")
+    assert not marker.exists()
+    assert tree(run_copy) == before
 
 
 def test_an_old_run_folder_with_trainer_pt_still_loads_and_resumes(run_copy, capsys):
@@ -236,8 +242,6 @@ def _truncate(path: Path) -> None:
 @pytest.mark.parametrize(("damage", "needle"), [
     (lambda f: _truncate(f / "model.safetensors"), "model.safetensors is damaged"),
     (lambda f: (f / "model.safetensors").write_bytes(b"\x00garbage" * 64), "model.safetensors is damaged"),
-    (lambda f: (f / "trainer.json").unlink(), "trainer.json is missing"),
-    (lambda f: _truncate(f / "trainer.safetensors"), "trainer.safetensors is damaged"),
     (lambda f: (f / "config.json").write_text(
         json.dumps({**json.loads((f / "config.json").read_text()),
                     "backbone": {**BASE["backbone"], "n_layer": 2}})), "does not fit the model its config.json"),

@@ -11,6 +11,7 @@ from functools import partial
 
 import pytest
 
+import rmtzoo
 from rmtzoo.tasks.synthetic import (
     IGNORE_INDEX,
     PAPER_SPLIT_SIZES,
@@ -319,7 +320,8 @@ def test_splits_deduplicate_a_small_space():
 
 
 def test_splits_too_large_raise():
-    with pytest.raises(ValueError, match=r"copy\(src_len=2, n_symbols=2\).*3/1/1"):
+    # a user error (one line from the CLI), not a bug: RmtzooError, which is also a ValueError
+    with pytest.raises(rmtzoo.RmtzooError, match=r"copy\(src_len=2, n_symbols=2\).*3/1/1"):
         generate_splits(partial(copy_sample, src_len=2, n_symbols=2), sizes=(3, 1, 1), seed=0)
 
 

@@ -145,7 +145,8 @@ def test_train_writes_a_run_and_reports_progress(run):
     assert re.search(r"^test: test/loss \d", proc.stdout, re.M)
     # stderr is not a terminal: plain progress lines every log_every steps, no carriage returns
     assert "\r" not in proc.stderr
-    steps = re.findall(r"^step (\d+)/20  loss \d+\.\d{4}  tokens/s [\d,]+$", proc.stderr, re.M)
+    steps = re.findall(r"^step (\d+)/20  loss \d+\.\d{4}  tokens/s [\d,]+  elapsed \d+:\d\d  ETA \d+:\d\d$",
+                       proc.stderr, re.M)
     assert steps == ["5", "10", "15", "20"]
     assert re.search(r"^step 10: valid loss \d+\.\d+  accuracy \d\.\d{4}$", proc.stderr, re.M)
     results = json.loads((run_dir / "results.json").read_text())

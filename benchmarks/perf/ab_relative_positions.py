@@ -24,7 +24,7 @@ import run_perf  # noqa: E402
 from rmtzoo.backbones import transformer_xl as txl  # noqa: E402
 
 
-def gather_forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask):
+def gather_forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask, **_):
     """RelativeAttentionLayer.forward as it was: distances C+S-1 .. -(S-1), then a gather."""
     b, s, _ = x.shape
     h, dh = self.n_head, self.d_head

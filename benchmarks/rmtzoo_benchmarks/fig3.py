@@ -92,6 +92,7 @@ def _bench(name, artefact, summary, task, arch, segments, steps, patience, small
 
     return Benchmark(name=name, artefact=artefact, summary=summary, grids=per_preset(grid), x="segments", line="model",
                      metric="test/accuracy", ordering=("RMT", "Tr-XL", "Baseline"),
+                     chance=0.1,  # 10 symbols (copy, reverse) or 10 digit values (associative retrieval)
                      notes={"smoke": "smoke checks the plumbing, not the numbers", "small": _small_note(small)})
 
 

@@ -76,7 +76,7 @@ def _builder(name: str):
         return Benchmark(
             name=name, artefact=name.replace("fig", "F"), summary=SUMMARIES[name],
             grids=per_preset(functools.partial(cells, name)),
-            x="segments", line="series", ordering=("RMT", "Tr-XL"),
+            x="segments", line="series", ordering=("RMT", "Tr-XL"), chance=1 / (SPECS[name][3] - 2),  # 1 / symbols
             notes={"smoke": SMOKE_NOTE + "; lengths as in small", "small": SMALL_NOTE},
         )
 

@@ -4,6 +4,11 @@ Relative attention as in Transformer-XL (attn_type 0): sinusoidal relative encod
 and position biases shared by all layers, post-LayerNorm by default, ``d_head`` independent of
 ``d_model / n_head``. The position term ``(q + r_r_bias) . R[i - j]`` enters the attention kernel as an
 additive bias, so any kernel that takes a bias (SDPA, xformers, eager) computes the same attention.
+Everything on the attention path runs in the compute dtype (the autocast dtype under autocast): the two
+biases are cast to it, the softmax scale is folded into the query, and the layout mask becomes one
+additive 0 / -inf tensor per forward, added to the position bias for kernels that declare
+``mask_in_bias`` (the built-ins do), so no ``[B, H, S, K]`` tensor is cast or ``masked_fill``-ed in
+forward or backward (``tests/test_compute_dtype.py``).
 
 Deviation from LM-RMT, on purpose: relative distances are signed. LM-RMT encodes distances
 klen-1 .. 0 and its ``_rel_shift`` hands keys to the *right* of a query (write memory reading later
@@ -72,7 +77,10 @@ class RelativeAttentionLayer(nn.Module):
         self.ff_norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(p.dropout)
 
-    def forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask):
+    def forward(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask, additive=None):
+        """mask: bool ``[S, K]`` / ``[B, S, K]`` (True: may attend) or None; additive: the same mask as
+        0 / -inf in the compute dtype (``[S, K]`` / ``[B, 1, S, K]``), folded into the position bias for
+        kernels that declare ``mask_in_bias`` (no ``masked_fill`` on the ``[B, H, S, K]`` scores)."""
         b, s, _ = x.shape
         h, dh = self.n_head, self.d_head
         keys_in = x if cache is None else torch.cat([cache, x], dim=1)  # [B, K, D]
@@ -80,12 +88,16 @@ class RelativeAttentionLayer(nn.Module):
             keys_in = self.attn_norm(keys_in)
         q, k, v = self.qkv_net(keys_in).view(b, -1, 3, h, dh).unbind(2)  # 3 x [B, K, H, Dh]
         q, k, v = q[:, -s:].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S|K, Dh]
-        scale = dh**-0.5
+        dtype, scale = q.dtype, dh**-0.5
+        # biases in the compute dtype: an fp32 parameter added to a bf16 query would promote it to fp32
         r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
-        position = torch.matmul(q + r_r_bias[:, None], r.permute(1, 2, 0))  # [B, H, S, P]
+        position = torch.matmul(q + r_r_bias.to(dtype)[:, None], r.permute(1, 2, 0).to(dtype))  # [B, H, S, P]
         bias = rel_shift(position, k.shape[2])  # [B, H, S, K]
+        if additive is not None and getattr(self.attention, "mask_in_bias", False):
+            bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
+        q_content = (q + r_w_bias.to(dtype)[:, None]) * scale  # [B, H, S, Dh]: the scale folded into q
         dropout_p = self.dropatt if self.training else 0.0
-        out = self.attention(q + r_w_bias[:, None], k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=scale)
+        out = self.attention(q_content, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=1.0)
         out = self.drop(self.o_net(out.transpose(1, 2).reshape(b, s, h * dh)))  # [B, S, D]
         if self.pre_lnorm:
             x = x + out
@@ -144,6 +156,7 @@ class TransformerXL(nn.Module):
             # a query always sees itself, so a fully padded row never softmaxes over no key (NaN)
             mask = mask | self_keys(s, c, device=x.device)  # [B, S, C+S]
         pos_emb = self.drop(self._relative_table(s, c, _lookahead(mask, s, c), x.device, x.dtype))
+        additive = None if mask is None else additive_mask(mask, compute_dtype(x))  # [S, K] or [B, 1, S, K]
         hidden = self.drop(x)
         layer_inputs = []
         for i, layer in enumerate(self.layers):
@@ -155,6 +168,7 @@ class TransformerXL(nn.Module):
                 r_w_bias=self.r_w_bias,
                 r_r_bias=self.r_r_bias,
                 mask=mask,
+                additive=additive,
             )
         return BackboneOutput(self.drop(hidden), layer_inputs)
 
@@ -186,6 +200,26 @@ class TransformerXL(nn.Module):
             angles = distances[:, None] * self.inv_freq.to(device)[None]  # [P, D/2]
             table = self._tables[key] = torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)  # [P, D]
         return table
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls run in: the autocast dtype while autocast is on for ``x``'s device, else x's."""
+    kind = x.device.type
+    try:
+        if torch.is_autocast_enabled(kind):
+            return torch.get_autocast_dtype(kind)
+    except TypeError:  # torch < 2.4 has no device argument
+        if kind == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return x.dtype
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool mask ``[S, K]`` or per sample ``[B, S, K]`` (True: may attend) -> 0 / -inf in ``dtype``,
+    ``[S, K]`` or ``[B, 1, S, K]`` (broadcast over heads). Built once per forward, shared by the layers."""
+    zero = torch.zeros((), dtype=dtype, device=mask.device)
+    out = torch.where(mask, zero, torch.tensor(float("-inf"), dtype=dtype, device=mask.device))
+    return out[:, None] if out.dim() == 3 else out
 
 
 def rel_shift(position: torch.Tensor, n_keys: int) -> torch.Tensor:

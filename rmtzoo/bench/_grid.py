@@ -39,6 +39,7 @@ class Claim:
     text: str
     cells: tuple[Mapping[str, Label], ...]
     within: float | None = None
+    headline: str = ""  # the paper's claim this one checks, as ``rmtzoo bench summary`` groups them
 
 
 FIGURES = ("lines", "bars", "table")
@@ -70,6 +71,10 @@ class Benchmark:
         replaces the line plot.
     paper_scale: the paper's numbers are this many times the metric (100: the paper prints F1 in percent
         and the trainer reports a fraction); the report divides them by it, so it compares like with like.
+    headline: the paper's claim (in its own words) that ``ordering`` checks; ``rmtzoo bench summary`` gives
+        it a row (``Claim.headline`` does the same for a claim).
+    chance: the metric of a model that guesses (0.1 for per-character accuracy over 10 symbols), drawn as a
+        line in the figure; a number, or preset name -> number where a preset's task has another vocabulary.
     """
 
     name: str
@@ -89,6 +94,8 @@ class Benchmark:
     analyze: Callable[..., dict] | None = None
     draw: Callable[..., str] | None = None
     paper_scale: float = 1.0
+    chance: float | Mapping[str, float] | None = None
+    headline: str = ""  # the paper's claim ``ordering`` checks, as ``rmtzoo bench summary`` groups them
 
     def __post_init__(self) -> None:
         if self.figure not in FIGURES:
@@ -97,6 +104,12 @@ class Benchmark:
     @property
     def presets(self) -> tuple[str, ...]:
         return tuple(self.grids)
+
+    def chance_for(self, preset: str) -> float | None:
+        """The chance level of the ``preset``'s metric, or None where there is none (perplexity)."""
+        if isinstance(self.chance, Mapping):
+            return self.chance.get(preset)
+        return self.chance
 
     def metric_for(self, preset: str) -> str:
         """The test metric key the ``preset``'s cells report."""

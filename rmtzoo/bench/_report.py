@@ -2,12 +2,17 @@
 benchmark, from the result files ``rmtzoo bench run`` wrote.
 
 Each row is a cell: its labels, the regenerated test metric as mean ± sample std over seeds (n), the
-paper's number where a reference table has it (``benchmarks/reference/paper_numbers.csv``: columns
-artefact, model, segments, ..., metric, mean, std, n_runs; matched on artefact + model + the benchmark's
-``match`` keys), and the difference. Below the table: whether the paper's ordering of models holds at
+paper's number where a reference table has it (the ``paper_numbers.csv`` packaged with the
+rmtzoo-benchmarks distribution, found with ``importlib.resources`` wherever the command runs, or
+``--reference``: columns artefact, model, segments, ..., metric, mean, std, n_runs; matched on artefact +
+model + the benchmark's ``match`` keys), and the difference, but only where the preset runs the paper's
+own task (``small`` mostly shrinks it: then the paper's number is there for orientation and only
+orderings and claims are compared). Below the table: whether the paper's ordering of models holds at
 each x, and whether the paper's claims about particular cells (``Benchmark.claims``) hold, as measured
-and in the paper's numbers. The figure follows ``Benchmark.figure``: lines, grouped bars, or none for
-an artefact the paper prints as a table.
+and in the paper's numbers. A measured ordering or claim "holds" only when every margin exceeds the seed
+spread (the larger sample std of the two cells, each with at least 2 seeds); a margin inside it is
+"within noise". The figure follows ``Benchmark.figure``: lines, grouped bars, or none for an artefact the
+paper prints as a table; the paper's numbers are drawn dashed in the same colour.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from typing import Any
 from rmtzoo._io import atomic_write, atomic_write_text
 from rmtzoo.bench._runner import get_benchmark, hardware, versions
 
-DEFAULT_REFERENCE = Path("benchmarks/reference/paper_numbers.csv")
+REFERENCE_PACKAGE = "rmtzoo_benchmarks"  # the distribution that ships the paper's numbers
+REFERENCE_FILE = ("reference", "paper_numbers.csv")
+# size keys of a task block: a preset that changes only these still runs the paper's task
+SIZE_KEYS = frozenset({"train_size", "valid_size", "test_size", "data_seed", "cache_dir", "path", "data_dir"})
 
 
 def _norm(value: Any) -> str:
@@ -33,11 +41,27 @@ def _norm(value: Any) -> str:
     return text.split(".")[0] if with_float else text
 
 
+def packaged_reference():
+    """The paper's numbers as packaged with the rmtzoo-benchmarks distribution (an ``importlib.resources``
+    file, so found from any working directory), or None when that distribution is not installed."""
+    from importlib.resources import files
+
+    try:
+        ref = files(REFERENCE_PACKAGE).joinpath(*REFERENCE_FILE)
+    except ModuleNotFoundError:
+        return None
+    return ref if ref.is_file() else None
+
+
 def load_reference(path) -> list[dict[str, str]]:
-    path = Path(path) if path is not None else None
-    if path is None or not path.is_file():
+    """Rows of a reference CSV (a path or an ``importlib.resources`` file); [] when there is none."""
+    if path is None:
         return []
-    with open(path, newline="", encoding="utf-8") as fh:
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open("r", newline="", encoding="utf-8") as fh:
         return [dict(row) for row in csv.DictReader(fh)]
 
 
@@ -135,70 +159,163 @@ def _in_order(values, higher_is_better: bool) -> bool:
     return all((a >= b) if higher_is_better else (a <= b) for a, b in zip(values, values[1:], strict=False))
 
 
+HOLDS, NOT_HOLD, NOISE, FEW = "holds", "does NOT hold", "within noise", "too few seeds to tell"
+
+
+def _pair_verdict(better, worse, higher_is_better: bool) -> str:
+    """``better`` and ``worse`` are ``(mean, std, n)``: the claim is that the first is better. It holds when
+    the margin exceeds the seed spread (the larger of the two sample stds), fails when the reverse margin
+    does; anything inside the spread is within noise; with fewer than 2 seeds in a cell there is no spread."""
+    margin = (better[0] - worse[0]) if higher_is_better else (worse[0] - better[0])
+    if better[2] < 2 or worse[2] < 2:
+        return FEW
+    spread = max(better[1], worse[1])
+    if margin > spread:
+        return HOLDS
+    return NOT_HOLD if -margin > spread else NOISE
+
+
+def _combine(verdicts) -> str:
+    """A chain's verdict from its pairs': any failure fails it; all holding holds it; else the weakest."""
+    verdicts = list(verdicts)
+    for v in (NOT_HOLD, FEW, NOISE):
+        if v in verdicts:
+            return v
+    return HOLDS
+
+
+def _chain(stats, higher_is_better: bool) -> str:
+    return _combine(_pair_verdict(a, b, higher_is_better) for a, b in zip(stats, stats[1:], strict=False))
+
+
+def _fmt_short(stat) -> str:
+    mean, std, n = stat
+    return f"{mean:.3f}" + (f" ± {std:.3f}" if not math.isnan(std) else "") + f" (n={n})"
+
+
 def ordering_checks(bench, rows) -> list[str]:
-    """At each x value where every model in ``bench.ordering`` has a result: does best-first hold?
-    (A ``table`` benchmark has no x: one check over all its rows.)"""
+    """At each x value where at least two models of ``bench.ordering`` have a result: does best-first hold
+    beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.)"""
+    sign = " > " if bench.higher_is_better else " < "
+    x = None if bench.figure == "table" else bench.x
+    return [f"- {f'{x} {at}: ' if x else ''}" + sign.join(f"{m} {_fmt_short(s)}" for m, s in chain) + f": {verdict}"
+            for at, chain, verdict in ordering_results(bench, rows)]
+
+
+def ordering_results(bench, rows) -> list[tuple[str, list[tuple[str, tuple]], str]]:
+    """``(x value, [(line value, (mean, std, n)), ...] best first, verdict)`` per x (see ordering_checks)."""
     if not bench.ordering:
         return []
     x = None if bench.figure == "table" else bench.x
-    means: dict[str, dict[str, float]] = {}
+    stats: dict[str, dict[str, tuple]] = {}
     for row in rows:
-        mean, _, n = _stats(row["values"])
-        if n:
-            means.setdefault(str(row["labels"].get(x, "")), {})[str(row["labels"].get(bench.line))] = mean
-    sign = " >= " if bench.higher_is_better else " <= "
-    lines = []
-    for at, by_line in means.items():
+        stat = _stats(row["values"])
+        if stat[2]:
+            stats.setdefault(str(row["labels"].get(x, "")), {})[str(row["labels"].get(bench.line))] = stat
+    out = []
+    for at, by_line in stats.items():
         present = [m for m in bench.ordering if m in by_line]
         if len(present) < 2:
             continue
-        holds = _in_order([by_line[m] for m in present], bench.higher_is_better)
-        chain = sign.join(f"{m} {by_line[m]:.3f}" for m in present)
-        lines.append(f"- {f'{x} {at}: ' if x else ''}{chain}: {'holds' if holds else 'does NOT hold'}")
-    return lines
+        out.append((at, [(m, by_line[m]) for m in present], _chain([by_line[m] for m in present], bench.higher_is_better)))
+    return out
+
+
+def claim_verdict(claim, stats, higher_is_better: bool) -> str:
+    """A claim over cells' ``(mean, std, n)``, best first: an ordering holds when every step exceeds the
+    seed spread; an agreement (``within``) holds when the means are within the tolerance, fails when they
+    are further apart than tolerance plus spread, and is within noise in between."""
+    if claim.within is None:
+        return _chain(stats, higher_is_better)
+    means = [m for m, _, _ in stats]
+    gap, scale = max(means) - min(means), max(abs(m) for m in means)
+    if any(n < 2 for _, _, n in stats):
+        return FEW
+    if gap <= claim.within * scale:
+        return HOLDS
+    spread = max(0.0 if math.isnan(s) else s for _, s, _ in stats)
+    return NOT_HOLD if gap > claim.within * scale + spread else NOISE
 
 
 def _claim_holds(claim, values, higher_is_better: bool) -> bool:
+    """The paper's own numbers (means only: most have no std): does the claim hold on them?"""
     if claim.within is None:
         return _in_order(values, higher_is_better)
     return max(values) - min(values) <= claim.within * max(abs(v) for v in values)
 
 
-def claim_checks(bench, rows, reference_rows) -> list[str]:
-    """Each of ``bench.claims``: the selected cells' regenerated means and whether the claim holds, then
-    the same for the paper's numbers of those cells."""
+def claim_results(bench, rows, reference_rows) -> list[dict]:
+    """Each of ``bench.claims``: the selected cells' stats, the verdict, and the paper's numbers and verdict."""
     from rmtzoo.bench._grid import matches
 
-    lines = []
+    out = []
     for claim in bench.claims:
         picked = [next((r for r in rows if matches(r["labels"], {k: str(v) for k, v in sel.items()})), None)
                   for sel in claim.cells]
         found = [r for r in picked if r is not None]
-        measured = [_stats(r["values"])[0] for r in found]
-        if len(found) < len(picked) or any(math.isnan(m) for m in measured):
-            verdict = "not measured (a cell has no result in this preset)"
-        else:
-            verdict = ("holds" if _claim_holds(claim, measured, bench.higher_is_better) else "does NOT hold") + \
-                " (" + ", ".join(f"{m:.3f}" for m in measured) + ")"
+        stats = [_stats(r["values"]) for r in found]
+        measured = len(found) == len(picked) and all(n for _, _, n in stats)
         refs = [scaled_paper_value(bench, reference_rows, r["labels"]) for r in found]
+        paper = None
         if refs and len(found) == len(picked) and all(refs):
-            ok = _claim_holds(claim, [ref["mean"] for ref in refs], bench.higher_is_better)
-            verdict += f"; paper: {'holds' if ok else 'does NOT hold'} (" + ", ".join(f"{ref['mean']:g}" for ref in refs) + ")"
-        lines.append(f"- {claim.text}: {verdict}")
+            paper = {"means": [ref["mean"] for ref in refs],
+                     "holds": _claim_holds(claim, [ref["mean"] for ref in refs], bench.higher_is_better)}
+        out.append({"claim": claim, "stats": stats if measured else None,
+                    "verdict": claim_verdict(claim, stats, bench.higher_is_better) if measured else None,
+                    "paper": paper})
+    return out
+
+
+def claim_checks(bench, rows, reference_rows) -> list[str]:
+    """Each of ``bench.claims`` as a report line: measured (mean ± std, n) and verdict, then the paper's."""
+    lines = []
+    for result in claim_results(bench, rows, reference_rows):
+        if result["stats"] is None:
+            text = "not measured (a cell has no result in this preset)"
+        else:
+            text = result["verdict"] + " (" + ", ".join(_fmt_short(s) for s in result["stats"]) + ")"
+        if result["paper"] is not None:
+            text += (f"; paper: {'holds' if result['paper']['holds'] else 'does NOT hold'} ("
+                     + ", ".join(f"{m:g}" for m in result["paper"]["means"]) + ")")
+        lines.append(f"- {result['claim'].text}: {text}")
     return lines
+
+
+def _task_blocks(bench, preset: str) -> set[str]:
+    out = set()
+    for cell in bench.cells(preset):
+        task = {k: v for k, v in dict(cell.config.get("task") or {}).items() if k not in SIZE_KEYS}
+        out.add(json.dumps(task, sort_keys=True, default=str))
+    return out
+
+
+def runs_papers_task(bench, preset: str) -> bool:
+    """Whether ``preset``'s cells run the paper's task (the ``paper`` preset's task blocks, up to split
+    sizes): only then is "regenerated minus paper" a difference between two measurements of one thing."""
+    if preset == "paper":
+        return True
+    if "paper" not in bench.presets:
+        return False
+    return _task_blocks(bench, preset) == _task_blocks(bench, "paper") and bench.metric_for(preset) == bench.metric
 
 
 def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     label_keys = list(dict.fromkeys(k for row in rows for k in row["labels"]))
     have_ref = bool(reference_rows)
+    delta = have_ref and runs_papers_task(bench, preset)
     hw, ver = hardware(), versions()
     recorded = sorted({json.dumps(r.get("hardware", {}), sort_keys=True) for row in rows for r in row["records"]})
+    seeds = sorted({n for n in (len(row["values"]) for row in rows) if n})
     out = [f"# {bench.name} ({bench.artefact}), preset `{preset}`", ""]
     if bench.summary:
         out += [bench.summary, ""]
     better = "higher" if bench.higher_is_better else "lower"
+    n_text = "/".join(map(str, seeds)) if seeds else "0"
     out += [f"- command: `{command}`", f"- preset: {preset}",
-            f"- metric: {bench.metric_for(preset)}, {better} is better (mean ± sample std over seeds, (n) seeds)",
+            f"- metric: {bench.metric_for(preset)}, {better} is better (mean ± sample std over seeds, (n) seeds; "
+            f"n = {n_text} here)",
+            f"- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
+            "the cells compared, each with at least 2 seeds); a smaller margin is \"within noise\"",
             f"- report written on: {hw['platform']}, CPU {hw['cpu']}, GPU {hw['gpu'] or 'none'}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items())]
     for text in recorded:
@@ -206,10 +323,18 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
         out.append(f"- results produced on: {h.get('platform')}, CPU {h.get('cpu')}, GPU {h.get('gpu') or 'none'}")
     if preset in bench.notes:
         out.append(f"- note: {bench.notes[preset]}")
+    reused = sorted({r["reused_from"]["benchmark"] for row in rows for r in row["records"] if r.get("reused_from")})
+    if reused:
+        out.append(f"- some cells were trained once for {', '.join(reused)} and reused here (same config hash; "
+                   "the result files record it under `reused_from`)")
     if not have_ref:
         out.append("- paper numbers: no reference table found, column left out")
+    elif not delta:
+        out.append(f"- paper numbers: the `{preset}` preset runs a different task (or metric) than the paper, so "
+                   "the paper column is there for orientation only and has no difference column; orderings and "
+                   "claims are what compare")
     out.append("")
-    header = [*label_keys, "regenerated"] + (["paper", "delta"] if have_ref else [])
+    header = [*label_keys, "regenerated"] + (["paper", "delta"] if delta else ["paper (orientation)"] if have_ref else [])
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         mean, std, n = _stats(row["values"])
@@ -218,11 +343,11 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
         if have_ref:
             ref = scaled_paper_value(bench, reference_rows, row["labels"])
             if ref is None:
-                cells += ["–", "–"]
+                cells += ["–", "–"] if delta else ["–"]
             else:
                 cells.append(_fmt(ref["mean"], ref["std"]) + (f" ({ref['n']})" if ref["n"] else ""))
-                same_metric = bench.metric_for(preset) == bench.metric  # else the paper's is another unit
-                cells.append(f"{mean - ref['mean']:+.3f}" if n and same_metric else "–")
+                if delta:
+                    cells.append(f"{mean - ref['mean']:+.3f}" if n else "–")
         out.append("| " + " | ".join(cells) + " |")
     checks = ordering_checks(bench, rows)
     if checks:
@@ -238,10 +363,55 @@ def _x_label(bench) -> str:
     return bench.x_label or ("number of segments" if bench.x == "segments" else bench.x.replace("_", " "))
 
 
-def figure(bench, rows, path: Path, *, metric: str | None = None) -> str | None:
+def _task_text(bench, preset: str) -> str:
+    """The preset's task in a few words for a figure title: its kind, and the settings all cells share."""
+    tasks = [dict(cell.config.get("task") or {}) for cell in bench.cells(preset)]
+    if not tasks:
+        return ""
+    kinds = sorted({str(t.get("kind", "")) for t in tasks})
+    shared = {k: v for k, v in tasks[0].items()
+              if k not in SIZE_KEYS and k != "kind" and all(t.get(k) == v for t in tasks) and not isinstance(v, dict)}
+    extra = ", ".join(f"{k} {v}" for k, v in shared.items())
+    return "/".join(kinds).replace("_", " ") + (f" ({extra})" if extra else "")
+
+
+def paper_series(bench, rows, reference_rows, preset: str) -> tuple[dict, str | None]:
+    """The paper's numbers per line value and x, to draw beside the regenerated ones: the ``paper`` preset's
+    cells with their reference rows, where their x values share at least two with this preset's (Fig 3
+    small: segments 1/3/6 of 1/3/6/8); else this preset's own cells matched to reference rows (the paper
+    at the same labels). Returns ``(series, note)``: a note says why nothing was drawn."""
+    if not reference_rows:
+        return {}, "no reference table"
+
+    def points(cell_labels):
+        out: dict[str, dict[float, tuple[float, float]]] = {}
+        for labels in cell_labels:
+            ref = scaled_paper_value(bench, reference_rows, labels)
+            try:
+                x = float(labels.get(bench.x))
+            except (TypeError, ValueError):
+                continue
+            if ref is not None:
+                std = 0.0 if math.isnan(ref["std"]) else ref["std"]
+                out.setdefault(str(labels.get(bench.line)), {})[x] = (ref["mean"], std)
+        return out
+
+    own = [dict(row["labels"]) for row in rows]
+    own_x = {float(labels[bench.x]) for labels in own if bench.x in labels}
+    if preset != "paper" and "paper" in bench.presets:
+        paper = points([dict(c.labels) for c in bench.cells("paper")])
+        paper_x = {x for pts in paper.values() for x in pts}
+        if len(own_x & paper_x) >= 2:
+            return paper, None
+    series = points(own)
+    return series, None if series else f"the paper has no number at this preset's {_x_label(bench)} values"
+
+
+def figure(bench, rows, path: Path, *, metric: str | None = None, preset: str = "", reference_rows=()) -> str | None:
     """The paper's layout (``bench.figure``): metric vs ``bench.x`` with one line per ``bench.line`` value,
-    or bars grouped by x with one bar per line value; sample-std error bars. Returns None when written,
-    else why not."""
+    or bars grouped by x with one bar per line value; sample-std error bars; the paper's numbers dashed in
+    the same colour, the chance level dotted, the legend outside the axes. Returns None when written, else
+    why not."""
     if bench.figure == "table":
         return "the paper prints this artefact as a table: no figure"
     try:
@@ -249,6 +419,7 @@ def figure(bench, rows, path: Path, *, metric: str | None = None) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return "matplotlib is not installed (pip install matplotlib): figure skipped"
     series: dict[str, dict[float, tuple[float, float]]] = {}
@@ -259,37 +430,83 @@ def figure(bench, rows, path: Path, *, metric: str | None = None) -> str | None:
             series.setdefault(str(row["labels"].get(bench.line)), {})[x] = (mean, 0.0 if math.isnan(std) else std)
     if not series:
         return "no results yet: figure skipped"
-    fig, ax = plt.subplots(figsize=(4.5, 3.5) if bench.figure == "lines" else (6.0, 3.5))
+    paper, _ = paper_series(bench, rows, list(reference_rows), preset) if preset else ({}, None)
+    names = list(dict.fromkeys([*series, *paper]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(6.0, 3.6) if bench.figure == "lines" else (7.5, 3.6))
+    xs_all = sorted({x for pts in (*series.values(), *paper.values()) for x in pts})
     if bench.figure == "lines":
         for name, points in series.items():
             xs = sorted(points)
             ax.errorbar(xs, [points[x][0] for x in xs], yerr=[points[x][1] for x in xs], marker="o", capsize=3,
-                        label=name)
+                        color=colours[name], label=name)
+        for name, points in paper.items():
+            xs = sorted(points)
+            ax.errorbar(xs, [points[x][0] for x in xs], yerr=[points[x][1] for x in xs], marker="x", capsize=2,
+                        color=colours[name], linestyle="--", linewidth=1, alpha=0.8, label=f"{name} (paper)")
+        if all(float(x).is_integer() for x in xs_all):
+            if len(xs_all) <= 12:
+                ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:  # bars: one group per x value, one bar per series, missing bars left out (as in Fig 5b)
         groups = sorted({x for points in series.values() for x in points})
         width = 0.8 / len(series)
         for i, (name, points) in enumerate(series.items()):
             at = [g for g, x in enumerate(groups) if x in points]
-            ax.bar([g - 0.4 + width * (i + 0.5) for g in at], [points[groups[g]][0] for g in at], width,
-                   yerr=[points[groups[g]][1] for g in at], capsize=2, label=name)
+            left = [g - 0.4 + width * (i + 0.5) for g in at]
+            ax.bar(left, [points[groups[g]][0] for g in at], width, yerr=[points[groups[g]][1] for g in at],
+                   capsize=2, color=colours[name], label=name)
+            ref = paper.get(name, {})
+            for g, centre in zip(at, left, strict=True):
+                if groups[g] in ref:
+                    ax.hlines(ref[groups[g]][0], centre - width / 2, centre + width / 2, colors=colours[name],
+                              linestyles="--", linewidth=1.5,
+                              label=f"{name} (paper)" if g == next(h for h in at if groups[h] in ref) else None)
         ax.set_xticks(range(len(groups)), [f"{x:g}" for x in groups])
-        low = min(mean - std for points in series.values() for mean, std in points.values())
-        ax.set_ylim(bottom=max(0.0, 0.9 * low))  # zoomed like Fig 5b (21-40), so close bars stay apart
+        values = [mean - std for points in series.values() for mean, std in points.values()]
+        values += [mean for name in series for x, (mean, _) in paper.get(name, {}).items() if x in groups]
+        ax.set_ylim(bottom=max(0.0, 0.9 * min(values)))  # zoomed like Fig 5b (21-40), so close bars stay apart
+    chance = bench.chance_for(preset) if preset else None
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label=f"chance ({chance:g})")
+    short = (metric or bench.metric).split("/")[-1]
+    if bench.figure == "lines" and short in ("accuracy", "exact_accuracy", "f1"):
+        ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel(_x_label(bench))
-    ax.set_ylabel((metric or bench.metric).split("/")[-1])
-    ax.set_title(f"{bench.artefact}: {bench.name}")
-    ax.legend(fontsize="small")
+    ax.set_ylabel(short)
+    seeds = sorted({n for n in (len(row["values"]) for row in rows) if n})
+    n_text = "/".join(map(str, seeds))
+    task = _task_text(bench, preset) if preset else ""
+    ax.set_title(f"{bench.artefact}: {task}" + (f", preset {preset}" if preset else "")
+                 + f", {n_text} seed{'s' if seeds != [1] else ''}", fontsize=9)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"), binary=True)
     plt.close(fig)
     return None
 
 
+def _caption(bench, rows, preset: str, reference_rows) -> str:
+    paper, note = paper_series(bench, rows, reference_rows, preset)
+    parts = [f"Figure: {bench.metric_for(preset).split('/')[-1]} vs {_x_label(bench)}, preset `{preset}` "
+             "(solid, sample-std error bars)"]
+    if paper:
+        parts.append("the paper's numbers dashed in the same colour" +
+                     ("" if runs_papers_task(bench, preset) else " (the paper's own, larger task: for orientation)"))
+    elif note:
+        parts.append(f"paper's numbers not drawn: {note}")
+    if bench.chance_for(preset) is not None:
+        parts.append(f"chance {bench.chance_for(preset):g} dotted")
+    return "; ".join(parts) + "."
+
+
 def report(registry, names, *, preset: str = "smoke", results_dir="results", reports_dir="reports",
-           reference=DEFAULT_REFERENCE, command: str | None = None) -> list[Path]:
-    """Write ``reports_dir/<preset>/<bench>.md`` (and ``.png``) per benchmark; returns the markdown paths."""
+           reference=None, command: str | None = None) -> list[Path]:
+    """Write ``reports_dir/<preset>/<bench>.md`` (and ``.png``) per benchmark; returns the markdown paths.
+    ``reference``: a paper-numbers CSV (default: the one packaged with rmtzoo-benchmarks)."""
     command = command or " ".join(["rmtzoo", *sys.argv[1:]])
-    reference_rows = load_reference(reference)
+    reference_rows = load_reference(reference if reference is not None else packaged_reference())
     written = []
     for name in names:
         bench, rows = collect(registry, name, preset, results_dir)
@@ -298,8 +515,10 @@ def report(registry, names, *, preset: str = "smoke", results_dir="results", rep
         if getattr(bench, "draw", None) is not None:  # figures of the trained models (attention maps)
             text += "\n" + bench.draw(rows, out_dir=folder, results_folder=Path(results_dir) / name / preset)
         else:
-            why = figure(bench, rows, folder / f"{name}.png", metric=bench.metric_for(preset))
-            text += "\n" + (f"![{bench.artefact}]({name}.png)\n" if why is None else f"Figure: {why}.\n")
+            why = figure(bench, rows, folder / f"{name}.png", metric=bench.metric_for(preset), preset=preset,
+                         reference_rows=reference_rows)
+            text += "\n" + (f"![{bench.artefact}]({name}.png)\n\n{_caption(bench, rows, preset, reference_rows)}\n"
+                             if why is None else f"Figure: {why}.\n")
         atomic_write_text(folder / f"{name}.md", text)
         written.append(folder / f"{name}.md")
     return written

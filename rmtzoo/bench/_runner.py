@@ -12,6 +12,11 @@ Layout under ``results_dir``::
 result file exists and resumes a killed cell from its run folder's latest checkpoint, so an interrupted
 grid finishes with nothing lost, repeated or half-written.
 
+Results are shared across benchmarks: a cell whose hash already has a result under another benchmark of
+the same preset (``fig5a`` repeats ``wt103``'s segment-50 configs) is not trained again; its result file is
+copied with this benchmark's name and labels and a ``reused_from`` record (benchmark and file). Cells of
+one run that share a hash train once.
+
 Sharding splits the cells deterministically: the cells sorted by hash, shard ``I/N`` takes the I-th of every
 N. A SLURM job array runs a grid as N independent jobs writing to one shared results folder::
 
@@ -61,6 +66,8 @@ class Job:
     @property
     def failed_path(self) -> Path:
         return Path(self.folder) / f"{self.hash}.failed.json"
+
+    analyze_free: bool = True  # the benchmark has no ``analyze`` (whose files a copied result would lack)
 
     @property
     def run_dir(self) -> Path:
@@ -117,7 +124,8 @@ def expand(registry, names, *, preset: str, seeds: int = 1, filter_expr: str | N
                     continue
                 folder = Path(results_dir) / name / preset
                 jobs.append(Job(name, bench.artefact, preset, dict(cell.labels), seed,
-                                config.model_dump(mode="json"), config.content_hash(), str(folder)))
+                                config.model_dump(mode="json"), config.content_hash(), str(folder),
+                                analyze_free=getattr(bench, "analyze", None) is None))
     unknown = [k for k in wanted if k not in seen_keys]
     if unknown:
         raise RmtzooError(f"--filter: unknown label {unknown[0]!r}; the cells have labels: {', '.join(sorted(seen_keys))}")
@@ -292,6 +300,33 @@ class GridProgress:
             self.line(f"FAILED {job.describe()}: {outcome['error']}")
 
 
+# -- reuse across benchmarks ----------------------------------------------------------------------------
+def _trained_elsewhere(job: Job) -> Path | None:
+    """A finished result with the job's hash under another benchmark of the same preset, or None."""
+    root = Path(job.folder).parent.parent
+    for path in sorted(root.glob(f"*/{job.preset}/{job.hash}.json")):
+        if path != job.result_path:
+            return path
+    return None
+
+
+def reuse_result(job: Job, source: Path) -> bool:
+    """Write ``job``'s result file from ``source`` (same config hash, another benchmark): the record with
+    this job's benchmark, artefact and labels, and ``reused_from`` naming where it was trained. False if
+    ``source`` is not a readable result of the same config."""
+    try:
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if record.get("hash") != job.hash or record.get("config") != job.config:
+        return False
+    origin = record.get("reused_from") or {"benchmark": record.get("benchmark"),
+                                           "file": f"{record.get('benchmark')}/{job.preset}/{source.name}"}
+    record.update({"benchmark": job.bench, "artefact": job.artefact, "labels": job.labels, "reused_from": origin})
+    atomic_write_text(job.result_path, json.dumps(record, indent=2) + "\n")
+    return True
+
+
 # -- the grid ------------------------------------------------------------------------------------------
 def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, filter_expr: str | None = None,
                   shard=None, workers: int = 1, results_dir="results", registry_options: dict | None = None,
@@ -307,11 +342,27 @@ def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, fil
     jobs = expand(registry, names, preset=preset, seeds=seeds, filter_expr=filter_expr, shard=shard,
                   results_dir=results_dir)
     todo = [j for j in jobs if not j.result_path.exists()]
-    progress = GridProgress(len(jobs), len(jobs) - len(todo), workers, stream)
-    summary = {"total": len(jobs), "skipped": len(jobs) - len(todo), "done": 0, "failed": 0,
-               "failures": [], "results": [str(j.result_path) for j in jobs]}
-    if progress.skipped:
-        progress.line(f"{progress.skipped} cell(s) already have results")
+    reused = 0
+    for job in list(todo):  # trained for another benchmark already: copied, not trained again
+        source = _trained_elsewhere(job)
+        if source is not None and job.analyze_free and reuse_result(job, source):
+            todo.remove(job)
+            reused += 1
+    first: dict[str, Job] = {}
+    twins: list[Job] = []  # same hash as an earlier job of this run: copied once that one is done
+    for job in todo:
+        if job.hash in first and job.analyze_free and first[job.hash].analyze_free:
+            twins.append(job)
+        else:
+            first.setdefault(job.hash, job)
+    todo = [j for j in todo if j not in twins]
+    progress = GridProgress(len(jobs), len(jobs) - len(todo) - len(twins), workers, stream)
+    summary = {"total": len(jobs), "skipped": len(jobs) - len(todo) - len(twins) - reused, "reused": reused,
+               "done": 0, "failed": 0, "failures": [], "results": [str(j.result_path) for j in jobs]}
+    if summary["skipped"]:
+        progress.line(f"{summary['skipped']} cell(s) already have results")
+    if reused:
+        progress.line(f"{reused} cell(s) reused from another benchmark's results (same config hash)")
 
     def record(job, outcome):
         progress.finished(job, outcome)
@@ -349,5 +400,9 @@ def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, fil
                     record(job, outcome)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    progress.line("finished")
+    for job in twins:
+        if reuse_result(job, first[job.hash].result_path):
+            summary["reused"] += 1
+            progress.line(f"reused {job.describe()} from {first[job.hash].bench} (same config hash)")
+    progress.line("finished" if todo or twins else "nothing to train: every cell already has a result")
     return summary

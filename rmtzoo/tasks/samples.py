@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from rmtzoo._components import Params, TaskSpec
 from rmtzoo._io import check_folder, make_temp_dir
@@ -43,6 +43,20 @@ class _SplitParams(Params):
 class CopyParams(_SplitParams):
     src_len: PositiveInt = 24
     n_symbols: int = Field(10, ge=2, le=1000)
+
+    @model_validator(mode="after")
+    def _enough_distinct_inputs(self):
+        """Splits hold distinct inputs, and there are only ``n_symbols ** src_len`` of them."""
+        paper = syn.PAPER_SPLIT_SIZES["copy"]
+        sizes = (self.train_size or paper[0], self.valid_size or paper[1], self.test_size or paper[2])
+        if self.n_symbols**self.src_len < sum(sizes):
+            raise ValueError(
+                f"src_len={self.src_len} with n_symbols={self.n_symbols} gives {self.n_symbols**self.src_len} "
+                f"distinct inputs, fewer than the {sum(sizes)} the splits ask for (train/valid/test = "
+                f"{sizes[0]}/{sizes[1]}/{sizes[2]}); raise src_len or n_symbols, or set smaller "
+                "train_size/valid_size/test_size"
+            )
+        return self
 
 
 class AssociativeRetrievalParams(_SplitParams):

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from rmtzoo._errors import ConfigError
+
 IGNORE_INDEX = -100
 PAD_ID = 0
 START_ID = 1
@@ -296,7 +298,7 @@ def generate_splits(
         if sample.input_ids in seen:
             stale += 1
             if stale >= patience:
-                raise ValueError(
+                raise ConfigError(  # a ValueError too; the CLI prints it as one line
                     f"{_describe(sample_fn)}: asked for {total} distinct inputs (train/valid/test = "
                     f"{sizes[0]}/{sizes[1]}/{sizes[2]}) but found only {len(seen)} after {patience} "
                     "draws without a new one; the task has too few distinct inputs"

@@ -5,7 +5,7 @@ Each checkpoint is a new folder ``checkpoints/step-NNNNNNNN`` built under a temp
 replaced atomically. So a kill at any moment leaves the previous checkpoint and both pointers intact;
 a trainer starting in the folder removes the temporaries a killed one left.
 
-Folder contents: ``model.safetensors`` (weights), ``trainer.safetensors`` + ``trainer.json`` (optimizer,
+Folder contents: ``model.safetensors`` (weights, every state-dict key), ``trainer.safetensors`` + ``trainer.json`` (optimizer,
 scheduler, RNG states, data position, carried memory/cache: tensors and JSON, see ``_state_io``),
 ``config.json``. Nothing is unpickled: a ``trainer.pt`` of a run written by an older rmtzoo is read with
 ``torch.load(weights_only=True)`` and only the model's own state classes allow-listed.
@@ -39,8 +39,9 @@ def _one_line(exc: BaseException) -> str:
 def save_checkpoint(run_dir: Path, step: int, *, model, trainer_state: dict, config_json: str, keep: int = 2,
                     best: bool = False) -> Path:
     from safetensors import SafetensorError
-    from safetensors.torch import save_file, save_model
+    from safetensors.torch import save_file
 
+    from rmtzoo._pretrained import save_weights
     from rmtzoo.train import _state_io
 
     folder = checkpoints_folder(run_dir)
@@ -50,10 +51,9 @@ def save_checkpoint(run_dir: Path, step: int, *, model, trainer_state: dict, con
         folder.mkdir(parents=True, exist_ok=True)
         tmp = make_temp_dir(folder, f".tmp-{final.name}-")
         try:
-            save_model(model, str(tmp / "model.safetensors"))
+            save_weights(model, tmp / "model.safetensors")  # every key: plain load_state_dict(load_file(...)) works
             save_file(tensors, str(tmp / "trainer.safetensors"))
-            for name in ("model.safetensors", "trainer.safetensors"):  # safetensors writes them 0600
-                follow_umask(tmp / name)
+            follow_umask(tmp / "trainer.safetensors")  # safetensors writes its files 0600
             (tmp / "trainer.json").write_text(text)
             (tmp / "config.json").write_text(config_json)
             if final.exists():
@@ -257,13 +257,13 @@ def _read_legacy(path: Path) -> dict:
 
 
 def load_weights(folder: Path, model, *, map_location="cpu") -> None:
-    from safetensors.torch import load_model
+    from rmtzoo._pretrained import load_weights as load_file_into
 
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {folder} is incomplete: model.safetensors is missing")
     try:
-        load_model(model, str(path), device=str(map_location))
+        load_file_into(model, path, device=map_location)
     except RuntimeError as exc:  # missing, unexpected or differently shaped tensors
         first = _one_line(exc).replace("Error(s) in loading state_dict for ", "")
         raise CheckpointError(f"{path} does not fit the model its config.json describes ({first[:200]}); was "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -90,31 +89,3 @@ class TensorBoardLogger:
         writer = self._writers.pop(run.run_dir, None)
         if writer is not None:
             writer.close()
-
-
-class Progress:
-    """A one-line progress bar on a terminal; plain lines every ``every`` steps otherwise."""
-
-    def __init__(self, total: int, *, every: int, stream=None) -> None:
-        self.total, self.every = total, every
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def update(self, step: int, loss: float, tokens_per_s: float) -> None:
-        line = f"step {step}/{self.total}  loss {loss:.4f}  tokens/s {tokens_per_s:,.0f}"
-        if self.tty:
-            width = 24
-            done = int(width * step / self.total)
-            self.stream.write(f"\r[{'#' * done}{'.' * (width - done)}] {line}   ")
-            self.stream.flush()
-        elif step % self.every == 0 or step == self.total:
-            print(line, file=self.stream, flush=True)
-
-    def message(self, text: str) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-        print(text, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import random
-import time
 from pathlib import Path
 
 import torch
@@ -30,10 +29,11 @@ from rmtzoo._config import ExperimentConfig
 from rmtzoo._errors import CheckpointError, ConfigError, RmtzooError
 from rmtzoo._io import atomic_write_text, check_folder
 from rmtzoo._registry import Registry
+from rmtzoo._runtime import resolve_device, set_threads
 from rmtzoo.train import _checkpoint as ckpt
 from rmtzoo.train._checkpoint import find_checkpoint, save_checkpoint
 from rmtzoo.train._eval import IGNORE_INDEX, evaluate_task
-from rmtzoo.train._loggers import Progress
+from rmtzoo.train._progress import Progress
 
 
 class TrainingDiverged(RmtzooError, RuntimeError):
@@ -105,7 +105,8 @@ def _lr_lambda(cfg):
 
 
 class Trainer:
-    def __init__(self, config: ExperimentConfig, run_dir, *, registry: Registry | None = None, log=print) -> None:
+    def __init__(self, config: ExperimentConfig, run_dir, *, registry: Registry | None = None, log=print,
+                 device: str | None = "auto") -> None:
         self.config, self.run_dir, self.log = config, Path(run_dir), log
         self.registry = registry if registry is not None else Registry()
         self.task = build_task(config, self.registry)
@@ -125,7 +126,7 @@ class Trainer:
                 raise ConfigError(f"train.curriculum.segments: {bad[0]} segments do not tile {self.task.name}'s "
                                   f"{n}-token samples; use counts from {allowed}")
         self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
-        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self.autocast = make_autocast(config.train.precision, self.device)
         self.run = RunInfo(str(self.run_dir), config, config.content_hash())
@@ -360,10 +361,10 @@ class Trainer:
                 self.registry.hook.rmtzoo_run_resumed(run=self.run, step=self.step)
             else:
                 self.registry.hook.rmtzoo_run_started(run=self.run)
-        progress = Progress(cfg.steps, every=cfg.log_every)
+        progress = Progress(cfg.steps, every=cfg.log_every, start_step=self.step)
         every = cfg.checkpoint_every or self.config.eval.every
         self.model.train()
-        started, tokens, status, results = time.perf_counter(), 0, "failed", {}
+        status, results = "failed", {}
         try:
             while self.step < cfg.steps and not self.finished:
                 loss, n = self._loss()
@@ -384,19 +385,20 @@ class Trainer:
                     # under the plateau schedule it only runs the warmup.
                     self.schedule.step()
                 self.step += 1
-                tokens += n * self.world
-                if self.rank == 0:
-                    rate = tokens / (time.perf_counter() - started)
-                    progress.update(self.step, loss.item(), rate)
+                if self.rank == 0:  # loss: the mean since the last log line; tokens/s: training steps only
+                    progress.update(self.step, loss.item(), n * self.world)
                     if self.step % cfg.log_every == 0:
                         self.registry.hook.rmtzoo_metrics_logged(run=self.run, step=self.step, metrics={
-                            "train/loss": loss.item(), "train/lr": self.optimizer.param_groups[0]["lr"],
-                            "train/tokens_per_s": rate})
+                            "train/loss": progress.window_loss(), "train/lr": self.optimizer.param_groups[0]["lr"],
+                            "train/tokens_per_s": progress.tokens_per_s})
                 if self.step % self.config.eval.every == 0 or self.step == cfg.steps:
-                    if self._validate(progress):
+                    with progress.paused():
+                        stop = self._validate(progress)
+                    if stop:
                         break
                 elif self.step % every == 0:
-                    self.save()
+                    with progress.paused():
+                        self.save()
             progress.close()
             if self.ddp is not None:  # rank 0's last checkpoint (and pruning) is done before any rank reads one
                 torch.distributed.barrier()
@@ -452,15 +454,22 @@ class Trainer:
         return metrics
 
 
-def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True,
-          continue_run: bool = False, log=print) -> dict:
+def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True, log=print,
+          device: str | None = "auto", threads: int | None = None, continue_run: bool = False) -> dict:
     """Train ``config`` in ``run_dir`` (resuming from its latest checkpoint) and return test metrics.
-    A finished run returns its results without training; ``continue_run`` trains it on (see ``Trainer.fit``)."""
+    A finished run returns its results without training; ``continue_run`` trains it on (see ``Trainer.fit``).
+
+    device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    threads: PyTorch's CPU thread count for the run; ``None`` leaves it as it is (the CLI passes
+    :func:`rmtzoo.default_threads`)."""
+    if threads is not None:
+        set_threads(threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        return Trainer(config, run_dir, registry=registry, log=log).fit(resume=resume, continue_run=continue_run)
+        return Trainer(config, run_dir, registry=registry, log=log, device=device).fit(resume=resume,
+                                                                                 continue_run=continue_run)
     finally:
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -40,11 +40,11 @@ Deviations from the paper (PAPER.md 4 / 1.8):
   whose cells set ``task.split_file`` (and ``task.data_dir`` for the released XML).
 - The encoders' layout has no [SEP] after the memory (``README.md``, "Memory after [CLS]").
 
-Reference numbers: the T3 rows of ``benchmarks/reference/paper_numbers.csv`` (F1 in percent; the trainer's
-``test/f1`` is a fraction, so ``paper_scale = 100`` makes the report divide the paper's numbers by 100).
-``rmtzoo bench report`` reads that CSV from the current directory by default (the repository root); run
-elsewhere, pass ``--reference PATH/benchmarks/reference/paper_numbers.csv`` or the paper column is left
-out. The paper's comparison models are in the notes, not run.
+Reference numbers: the T3 rows of the paper-numbers table packaged with rmtzoo-benchmarks
+(``rmtzoo_benchmarks/reference/paper_numbers.csv``; F1 in percent; the trainer's ``test/f1`` is a fraction,
+so ``paper_scale = 100`` makes the report divide the paper's numbers by 100). ``rmtzoo bench report``
+finds it from any directory; without rmtzoo-benchmarks installed, pass ``--reference CSV`` or the paper
+column is left out. The paper's comparison models are in the notes, not run.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def build(params) -> Benchmark:
         metric="test/f1", figure="table", paper_scale=100.0,
         claims=tuple(
             Claim(f"{model}: 4 segments are at least as good as 1", ({"model": model, "segments": 4},
-                                                                    {"model": model, "segments": 1}))
+                                                                    {"model": model, "segments": 1}),
+                  headline="Hyperpartisan: a pretrained encoder with RMT gains from reading more segments")
             for model in MODELS
         ) + (Claim("RMT RoBERTa-base at 4 segments is the best RMT (the paper's claimed SOTA, 98.11)",
                    ({"model": "RMT RoBERTa-base", "segments": 4}, {"model": "RMT T5-base", "segments": 4})),),

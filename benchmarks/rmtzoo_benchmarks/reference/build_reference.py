@@ -3,8 +3,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/reference/build_reference.py ../shared/reference/lm-rmt
-    python benchmarks/reference/build_reference.py ../shared/reference/lm-rmt --check   # verify, write nothing
+    python benchmarks/rmtzoo_benchmarks/reference/build_reference.py ../shared/reference/lm-rmt
+    python benchmarks/rmtzoo_benchmarks/reference/build_reference.py ../shared/reference/lm-rmt --check   # verify, write nothing
 
 ``SRC`` is the folder holding the five CSVs of booydar/LM-RMT commit e289508, ``experiment_results/``
 (Apache-2.0): ``short_synthetic+MT.csv``, ``long_copy_reverse.csv``, ``res_square_equations.csv``,
