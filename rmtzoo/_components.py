@@ -163,12 +163,17 @@ class RecurrencePolicy:
         backpropagates through (None: all of them).
     cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
+    cache_scope: on sample tasks, ``per_sample`` starts every sample with an empty cache;
+        ``across_samples`` hands the cache a batch ends with to the next batch's first segments (row by
+        row, stop-gradient), as the authors' synthetic training and evaluation-loss passes did. Memory
+        still starts from the initial memory for every sample. Streams always carry their state.
     """
 
     carries_memory: bool
     bptt_depth: int | None = None
     cache_len: int = 0
     memory_reads_cache: bool = False
+    cache_scope: str = "per_sample"
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""

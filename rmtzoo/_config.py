@@ -25,6 +25,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -115,13 +116,23 @@ class SegmentConfig(Params):
     checkpoint_activations: per-segment activation checkpointing while a gradient is recorded: each
         segment's forward (and its loss) runs under ``torch.utils.checkpoint``, so BPTT through S
         segments keeps only what crosses segment boundaries (memory, cache, outputs) and recomputes one
-        segment at a time in backward: the same gradients for about one more forward pass. Left out of
-        the dumped config (and so of ``content_hash``) while false: results do not depend on it.
+        segment at a time in backward: the same gradients for about one more forward pass.
+        ``"selective"``: selective activation checkpointing inside each segment instead: matmul outputs
+        (the expensive ops) are kept, the cheap elementwise ops (norms, activations, softmax, adds) are
+        recomputed in backward; less memory than none, less recomputation than ``true``. Left out of the
+        dumped config (and so of ``content_hash``) while false: results do not depend on it.
     """
 
     length: PositiveInt
     last: Literal["shorter", "error"] = "shorter"
-    checkpoint_activations: bool = Field(False, exclude_if=lambda on: not on)
+    checkpoint_activations: bool | Literal["selective"] = Field(False, exclude_if=lambda on: not on)
+
+    @field_validator("checkpoint_activations", mode="plain")
+    @classmethod
+    def _checkpoint_mode(cls, value):
+        if isinstance(value, bool) or value == "selective":
+            return value
+        raise ValueError("must be a boolean (true: per segment) or 'selective'")
 
 
 class CurriculumConfig(Params):
@@ -134,8 +145,8 @@ class CurriculumConfig(Params):
 
 
 class TrainConfig(Params):
-    """Defaults follow the paper's synthetic-task training (PAPER.md 2): Adam, constant lr halved on a
-    validation plateau, clip 0.25. Language modelling used cosine annealing (PAPER.md 3.1)."""
+    """Defaults follow the paper's synthetic-task training (docs/paper-settings.md 2): Adam, constant lr halved on a
+    validation plateau, clip 0.25. Language modelling used cosine annealing (docs/paper-settings.md 3.1)."""
 
     lr: PositiveFloat = 1e-4
     batch_size: PositiveInt = 32
@@ -153,11 +164,14 @@ class TrainConfig(Params):
     checkpoint_every: PositiveInt | None = None
     stop_at: float | None = Field(None, gt=0, le=1)
     curriculum: CurriculumConfig | None = None
+    # torch.compile of the per-segment computation (RecurrentMemoryModel.compile_segments); the same
+    # results up to float rounding, so left out of the dumped config (and the hash) while false
+    compile: bool = Field(False, exclude_if=lambda on: not on)
 
 
 class EvalConfig(Params):
     """every: evaluate on the validation split every N steps (and keep the best checkpoint).
-    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (PAPER.md 2)."""
+    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2)."""
 
     batch_size: PositiveInt = 32
     every: PositiveInt = 1000

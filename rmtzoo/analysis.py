@@ -1,5 +1,5 @@
 """Attention maps: the probabilities a model's attention layers computed, per segment, with the key and
-query layout labelled (read memory, segment, write memory, Transformer-XL cache): PAPER.md 1.2 and the
+query layout labelled (read memory, segment, write memory, Transformer-XL cache): docs/paper-settings.md 1.2 and the
 patterns of Figures 6 and 9.
 
     maps = rmtzoo.analysis.attention_maps(model, ids)     # ids [B, N]

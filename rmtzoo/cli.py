@@ -138,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
             b.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per cell (default 1)")
             b.add_argument("--workers", type=int, default=1, metavar="N", help="cells in parallel (spawned processes)")
             b.add_argument("--shard", metavar="I/N", help="run only the I-th of every N cells (sorted by hash)")
+            b.add_argument("--executor", default="processes", choices=["processes", "slurm", "submitit-local"],
+                           help="processes: this machine (--workers); slurm: one SLURM job per cell through "
+                           "submitit; submitit-local: the same jobs as local subprocesses")
+            b.add_argument("--cells-per-job", type=_number(int, 1, None), default=1, metavar="N",
+                           help="cells one submitted job trains, one after another (default 1)")
+            b.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
+            b.add_argument("--slurm-time", type=_number(int, 1, None), default=240, metavar="MIN",
+                           help="time limit per job in minutes (default 240)")
+            b.add_argument("--slurm-gpus", type=_number(int, 0, None), default=0, metavar="N", help="GPUs per job")
+            b.add_argument("--slurm-cpus", type=_number(int, 1, None), default=4, metavar="N",
+                           help="CPUs per job, also its thread count (default 4)")
         else:
             b.add_argument("--reports", default="reports", metavar="DIR", help="reports folder (default: reports)")
             if name == "summary":
@@ -378,7 +389,10 @@ def _cmd_bench(args) -> int:
                    "plugins_dirs": list(args.plugins_dir), "block": list(args.block)}
         summary = bench.run_benchmark(registry, names, preset=args.preset, seeds=args.seeds, filter_expr=args.filter,
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
-                                      registry_options=options)
+                                      registry_options=options, executor=args.executor,
+                                      submitit_options={"cells_per_job": args.cells_per_job,
+                                                        "partition": args.slurm_partition, "time_min": args.slurm_time,
+                                                        "gpus": args.slurm_gpus, "cpus": args.slurm_cpus})
         print(f"{summary['total']} cells: {summary['done']} run, {summary['skipped']} already done, "
               f"{summary['reused']} reused from another benchmark, {summary['failed']} failed; "
               f"results in {Path(args.results)}")

@@ -1,4 +1,4 @@
-"""Classification heads: what turns the last segment's output into class logits (PAPER.md 1.8: the
+"""Classification heads: what turns the last segment's output into class logits (docs/paper-settings.md 1.8: the
 loss and the output come from the last segment).
 
 A backbone may bring its own head (``backbone.classification_head(num_labels)``, e.g. an encoder's

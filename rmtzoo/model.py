@@ -6,7 +6,7 @@ Recurrent state (memory, Transformer-XL cache, the BPTT window) is an explicit v
 Padding (sequence classification): ``step(..., padding_mask=[B, T])`` hides padded keys from every query
 through a per-sample mask ``[B, S, C+S]``; cache entries made from padded positions stay hidden in later
 segments (``RecurrentState.cache_valid``), and a sample whose whole segment is padding keeps its memory
-(PAPER.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
+(docs/paper-settings.md 1.8: empty leading segments are dropped). Padding shifts positions: a left-padded first segment
 puts its pads between the read memory and the text, so the read memory sits further from the text than
 in the same segment without pads (HF's RMT pads BERT segments on the right instead).
 """
@@ -100,7 +100,7 @@ class RecurrentMemoryModel(nn.Module):
         capabilities: BackboneCapabilities,
         segment_length: int,
         last_segment: str = "shorter",
-        checkpoint_activations: bool = False,
+        checkpoint_activations: bool | str = False,
     ) -> None:
         super().__init__()
         self.backbone, self.placement, self.policy = backbone, placement, policy
@@ -109,6 +109,16 @@ class RecurrentMemoryModel(nn.Module):
         self.checkpoint_activations = checkpoint_activations
         self.vocab_size = backbone.vocab_size
         self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
+
+    def compile_segments(self, backend: str = "inductor") -> RecurrentMemoryModel:
+        """``torch.compile`` the per-segment computation (``train.compile``): embedding, backbone and
+        split of one segment, the unit that step, the BPTT replay and checkpointing run. Shapes are
+        static (``dynamic=False``), so one graph is compiled per segment shape (full and shorter last
+        segment, with and without a cache yet) and mode (train/eval, gradient or not); the recurrence
+        around it stays eager, and its state is passed in and returned as before."""
+        eager = type(self)._run_segment.__get__(self)
+        self._run_segment = torch.compile(eager, backend=backend, dynamic=False)
+        return self
 
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> RecurrentState:
@@ -185,7 +195,7 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: PAPER.md 1.5 describes the released code's quirk of starting from the newest).
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
         Dropout draws new masks in the re-run.
         """
         k = self.policy.bptt_depth
@@ -206,11 +216,20 @@ class RecurrentMemoryModel(nn.Module):
         """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
         ``torch.utils.checkpoint``: only the segment's inputs and outputs (memory, hidden states, nll) are
         kept, its activations are recomputed in backward with the same dropout masks (RNG state restored),
-        so BPTT over S segments holds S segment boundaries plus one segment's activations."""
+        so BPTT over S segments holds S segment boundaries plus one segment's activations. With
+        ``"selective"``, matmul outputs are kept as well (:func:`_keep_matmuls`) and only the cheap ops
+        between them are recomputed."""
         if not (self.checkpoint_activations and torch.is_grad_enabled()):
             return fn(*args)
         from torch.utils.checkpoint import checkpoint
 
+        if self.checkpoint_activations == "selective":
+            from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+            return checkpoint(
+                _without_autocast_cache(fn), *args, use_reentrant=False,
+                context_fn=lambda: create_selective_checkpoint_contexts(_keep_matmuls),
+            )
         return checkpoint(fn, *args, use_reentrant=False)
 
     def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
@@ -276,7 +295,7 @@ class RecurrentMemoryModel(nn.Module):
         return SequenceOutput(torch.cat(outputs, dim=1), state)
 
     def classify(self, ids: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (PAPER.md 1.8): cut into
+        """Class logits ``[B, num_labels]`` for right-aligned ``ids [B, N]`` (docs/paper-settings.md 1.8): cut into
         segments from the right (a partial segment comes first), every sample from the initial memory,
         the gradient through every segment, the output from the last segment only. A segment that is
         padding for every sample is skipped (the model would leave every memory unchanged anyway)."""
@@ -346,6 +365,36 @@ class RecurrentMemoryModel(nn.Module):
                 raise InputError(f"padding_mask must be bool (True: a real token), got dtype {padding_mask.dtype}")
             padding_mask = padding_mask != 0
         return padding_mask.to(ids.device)
+
+
+def _without_autocast_cache(fn):
+    """``fn`` under the same autocast, but with autocast's weight-cast cache off. Selective checkpointing
+    replays ops by call count: with the cache on, the forward casts each weight once per step and the
+    recomputation (outside the cache's lifetime) casts it again, so the two op sequences differ."""
+
+    def run(*args):
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        if not torch.is_autocast_enabled(device):
+            return fn(*args)
+        with torch.autocast(device, dtype=torch.get_autocast_dtype(device), cache_enabled=False):
+            return fn(*args)
+
+    return run
+
+
+def _keep_matmuls(ctx, op, *args, **kwargs):
+    """Selective checkpointing policy: save what matmuls (and fused attention kernels) return, recompute
+    the rest."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    name = getattr(op, "__name__", "")
+    base = name.split(".")[0]
+    if base in _MATMULS or base.startswith("_scaled_dot_product"):
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_MATMULS = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "_addmm_activation"}
 
 
 def _describe(value) -> str:

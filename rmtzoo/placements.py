@@ -1,7 +1,7 @@
 """Memory placements: where memory tokens sit around a segment and what the attention mask lets them see.
 
 Key layout of one backbone call: ``[Tr-XL cache (C) | read memory (R) | segment (T) | write memory (W)]``
-with queries ``[read memory | segment | write memory]``. For a causal backbone (PAPER.md section 1.2):
+with queries ``[read memory | segment | write memory]``. For a causal backbone (docs/paper-settings.md section 1.2):
 
     query \\ key   cache        read   segment     write
     read memory   if reads     all    -           -
@@ -27,7 +27,7 @@ from rmtzoo._registry import hookimpl
 
 class MemoryParams(Params):
     """num_tokens: memory size m. init: ``random`` draws every slot from N(0, 1); ``single_vector``
-    copies one N(0, 1) vector into all slots, as LM-RMT's code does (PAPER.md 1.1). Memory vectors are
+    copies one N(0, 1) vector into all slots, as LM-RMT's code does (docs/paper-settings.md 1.1). Memory vectors are
     not scaled like word embeddings."""
 
     num_tokens: PositiveInt = 10

@@ -5,12 +5,14 @@
   backpropagates through exactly its last k memory transitions (truncated BPTT), and through all of them
   when k is unset.
 - ``xl``: a per-layer, stop-gradient cache of the last ``cache_len`` layer inputs (Transformer-XL).
-- ``rmt_xl``: both (PAPER.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
+- ``rmt_xl``: both (docs/paper-settings.md 1.4); ``memory_reads_cache`` says whether memory tokens attend to the cache.
 """
 
 from __future__ import annotations
 
-from pydantic import NonNegativeInt, PositiveInt
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from rmtzoo._components import NoParams, Params, RecurrencePolicy, RecurrenceSpec
 from rmtzoo._registry import hookimpl
@@ -23,9 +25,17 @@ class RmtParams(Params):
 
 
 class XlParams(Params):
-    """cache_len: L, the number of past layer inputs each layer attends to."""
+    """cache_len: L, the number of past layer inputs each layer attends to.
+
+    cache_scope (sample tasks): ``per_sample`` (default) gives every sample an empty cache;
+    ``across_samples`` carries the cache from one training batch to the next and through the
+    evaluation-loss pass, as the authors' synthetic code does, so a sample's first segment attends to the
+    previous sample's last states (the accuracy passes still start each batch empty, as theirs did). Left
+    out of the dumped config (and the hash) at its default."""
 
     cache_len: PositiveInt = 150
+    cache_scope: Literal["per_sample", "across_samples"] = Field(
+        "per_sample", exclude_if=lambda v: v == "per_sample")
 
 
 class RmtXlParams(RmtParams, XlParams):
@@ -62,7 +72,7 @@ def rmtzoo_register_recurrences(register):
             name="xl",
             summary="Transformer-XL stop-gradient cache of the last L hidden states per layer",
             params=XlParams,
-            build=lambda p: RecurrencePolicy(carries_memory=False, cache_len=p.cache_len),
+            build=lambda p: RecurrencePolicy(carries_memory=False, cache_len=p.cache_len, cache_scope=p.cache_scope),
             carries_memory=False,
             uses_cache=True,
             test_params={"cache_len": 3},
@@ -78,6 +88,7 @@ def rmtzoo_register_recurrences(register):
                 bptt_depth=p.bptt_depth,
                 cache_len=p.cache_len,
                 memory_reads_cache=p.memory_reads_cache,
+                cache_scope=p.cache_scope,
             ),
             carries_memory=True,
             uses_cache=True,

@@ -105,7 +105,8 @@ def test_fig3_grids_match_the_paper():
                 assert config["memory"] == {"kind": "shared", "num_tokens": labels["segment_length"]}
                 assert config["recurrence"] == {"kind": "rmt"}
             elif labels["model"] == "Tr-XL":
-                assert config["recurrence"] == {"kind": "xl", "cache_len": labels["segment_length"]}
+                assert config["recurrence"] == {"kind": "xl", "cache_len": labels["segment_length"],
+                                                "cache_scope": "across_samples"}  # the authors' code
     steps = {c.labels["segments"]: c.config["train"]["steps"] for c in
              reg.get("benchmarks", "fig3b").build(rmtzoo.NoParams()).cells("paper")}
     assert steps == {1: 250_000, 2: 400_000, 4: 850_000, 6: 700_000}

@@ -271,3 +271,60 @@ def test_checkpointing_is_a_validated_config_option_left_out_of_the_hash_while_o
     assert rmtzoo.build_model(on, registry=REGISTRY).checkpoint_activations is True
     with pytest.raises(rmtzoo.ConfigError, match=r"^config: segment\.checkpoint_activations: .*boolean"):
         rmtzoo.load_config(_config(checkpoint_activations="sometimes"), registry=REGISTRY)
+
+
+# -- (4) selective checkpointing: matmul outputs kept, the cheap ops recomputed ----------------------------
+def _backward_op_counts(config, *, n_segments=3):
+    """Per-op-name call counts during backward of a BPTT loss, plus the gradients."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    model = _nonzero_biases(rmtzoo.build_model(config, registry=REGISTRY)).train()
+    t = config["segment"]["length"]
+    ids = torch.randint(0, 13, (2, n_segments * t + 1), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    state, loss = model.initial_state(2), 0.0
+    for start in range(0, n_segments * t, t):
+        out, state = model.step(ids[:, start : start + t], state, return_logits=False, targets=ids[:, start + 1 : start + t + 1])
+        loss = loss + out.nll.mean()
+    with Count() as count:
+        loss.backward()
+    return count.ops, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_selective_checkpointing_recomputes_the_cheap_ops_but_no_matmul(dropout):
+    config = _config(recurrence={"kind": "rmt_xl", "cache_len": 3})
+    config["backbone"]["dropout"] = dropout
+    plain_ops, grads = _backward_op_counts(config)
+    config["segment"]["checkpoint_activations"] = "selective"
+    sel_ops, grads_sel = _backward_op_counts(config)
+    config["segment"]["checkpoint_activations"] = True
+    full_ops, _ = _backward_op_counts(config)
+    assert grads.keys() == grads_sel.keys() and "placement.memory" in grads
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_sel[name], g, rtol=1e-5, atol=1e-6, msg=name)
+    matmuls = ("mm", "addmm", "bmm")
+    assert sum(full_ops[m] for m in matmuls) > sum(plain_ops[m] for m in matmuls)  # full: forward re-run
+    assert sum(sel_ops[m] for m in matmuls) == sum(plain_ops[m] for m in matmuls)  # selective: none re-run
+    assert sel_ops["native_layer_norm"] > plain_ops["native_layer_norm"] == 0  # cheap ops are recomputed
+    assert rmtzoo.load_config(config | {"segment": {"length": 4, "checkpoint_activations": "selective"}},
+                              registry=REGISTRY).model_dump()["segment"]["checkpoint_activations"] == "selective"
+
+
+def test_selective_checkpointing_runs_under_bf16_autocast():
+    config = _config(recurrence={"kind": "rmt"})
+    config["segment"]["checkpoint_activations"] = "selective"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, grads, _ = _bptt_grads(config, n_segments=3)
+    assert torch.isfinite(loss) and grads["placement.memory"].abs().sum() > 0

@@ -47,6 +47,8 @@ def test_smoke_preset(tmp_path):
         ("target_long", "rmtzoo/rmt bf16"),
         ("target_long", "rmtzoo/rmt+ckpt fp32"),
         ("target_long", "rmtzoo/rmt+ckpt bf16"),
+        ("target_long", "rmtzoo/rmt+sel fp32"),
+        ("target_long", "rmtzoo/rmt+sel bf16"),
     }
     expected |= {
         ("attention_kernels", f"rmtzoo/rmt{a} {p}")
@@ -74,6 +76,8 @@ def test_smoke_preset(tmp_path):
     assert {r["case"] for r in doc["ratios"] if "train_vs_no_ckpt" in r} == {
         "rmtzoo/rmt+ckpt fp32",
         "rmtzoo/rmt+ckpt bf16",
+        "rmtzoo/rmt+sel fp32",
+        "rmtzoo/rmt+sel bf16",
     }
     assert {r["case"] for r in doc["ratios"] if "train_vs_sdpa" in r} >= {
         "rmtzoo/rmt bf16",

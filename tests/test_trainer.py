@@ -33,7 +33,7 @@ from rmtzoo.train import (
     train,
 )
 from rmtzoo.train._checkpoint import read_trainer_state
-from rmtzoo.train._eval import IGNORE_INDEX, evaluate_samples, greedy_predictions
+from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_samples, greedy_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -434,6 +434,113 @@ def test_evaluate_samples_counts_by_hand(kind, segment):
         assert capped["accuracy"] == pytest.approx(4 / 6)
     else:
         assert capped["accuracy"] == pytest.approx(1 - 2 / answer[:6].sum().item())
+
+
+class _Follower(nn.Module):
+    """A stub that continues a quadratic-equation layout correctly while every input it has read is the
+    true layout, except that it gets position ``wrong_at`` wrong; once it has read a wrong token it
+    derails (every later prediction is off by one), as a model that generates its own solution would."""
+
+    def __init__(self, inputs, segment_length, wrong_at):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.vocab_size, self.segment_length, self.wrong_at = 24, segment_length, wrong_at
+        self.layouts = {tuple(x[:30].tolist()): x for x in inputs}  # the equation slot names the sample
+
+    def initial_state(self, batch_size):
+        return torch.zeros(batch_size, 0, dtype=torch.long)
+
+    def step(self, ids, state, *, return_logits=True):
+        seen = torch.cat([state, ids], dim=1)
+        logits = torch.zeros(*ids.shape, self.vocab_size)
+        for b in range(ids.shape[0]):
+            true = self.layouts[tuple(seen[b, :30].tolist())] if seen.shape[1] >= 30 else None
+            for t in range(ids.shape[1]):
+                pos = state.shape[1] + t
+                if true is None:
+                    continue
+                token = int(true[pos + 1]) if pos + 1 < len(true) else 0
+                if pos == self.wrong_at or not torch.equal(seen[b, : pos + 1], true[: pos + 1]):
+                    token = (token + 1) % self.vocab_size
+                logits[b, t, token] = 5.0
+        return type("Out", (), {"logits": logits})(), seen
+
+    def forward_sequence(self, ids):
+        logits, state = [], self.initial_state(ids.shape[0])
+        for segment in ids.split(self.segment_length, dim=1):
+            out, state = self.step(segment, state)
+            logits.append(out.logits)
+        return type("Seq", (), {"logits": torch.cat(logits, dim=1)})()
+
+
+@pytest.mark.parametrize("segment", [30, 180])  # Tr-XL/RMT's 6 x 30 and the Baseline's 1 x 180 (Table 1)
+def test_quadratic_greedy_decoding_generates_the_solution_lines(segment):
+    """Table 1's metric (docs/paper-settings.md 2.6): every target position from 30 on is generated; one wrong token
+    in a solution line derails the answer. ``by_length`` (the old rule) fed the true solution lines in
+    (teacher forcing for the Baseline, greedy only from the answer slot for 30-token segments), so the
+    same model scored 1.0 there."""
+    registry = new_registry()
+    scores = {}
+    for decoding in ("by_length", "greedy"):
+        block = {"kind": "quadratic_equations", "train_size": 16, "valid_size": 4, "test_size": 6, "decoding": decoding}
+        config = make_config("backbone.vocab_size=24", base={**BASE, "task": block}, registry=registry)
+        task = build_task(config, registry)
+        inputs, _ = task.tensors("test")
+        for wrong_at in (None, 40):  # 40 predicts a token of the canonical-equation line
+            model = _Follower(inputs, segment, wrong_at)
+            metrics = evaluate_samples(model, task, "test", batch_size=4, max_batches=None,
+                                       autocast=contextlib.nullcontext)
+            scores[decoding, wrong_at] = metrics["accuracy"]
+            if decoding == "greedy":
+                assert metrics["decoding"] == "greedy" and metrics["decoded_from"] == 29
+    assert scores["greedy", None] == scores["by_length", None] == 1.0
+    assert scores["by_length", 40] == 1.0  # the old metric never saw the wrong solution token
+    assert scores["greedy", 40] == 0.0
+    assert "decoding" not in make_config(base=BASE, registry=registry).model_dump()["task"]  # not in the hash
+
+
+def test_table1_cells_decode_greedily_from_the_equation():
+    from rmtzoo_benchmarks import table1
+
+    for preset in ("paper", "small", "smoke"):
+        cells = table1.cells(preset)
+        assert {c.labels["model"] for c in cells} == {"Baseline", "Tr-XL", "RMT"}
+        assert all(c.config["task"]["decoding"] == "greedy" for c in cells)
+
+
+def test_a_cache_carried_across_samples_changes_the_next_samples(tmp_path):
+    """``recurrence.cache_scope = "across_samples"`` (the authors' synthetic code): the second batch's
+    first segment attends to the first batch's last states, so its loss changes; the evaluation-loss
+    pass carries it too, the greedy accuracy pass does not; ``per_sample`` is the old behaviour and
+    stays out of the config hash."""
+    xl = ("train.checkpoint_every=null", "eval.batch_size=8", "backbone.init_std=0.5")  # weights that tell
+    base = {**BASE, "memory": {"kind": "none"}, "recurrence": {"kind": "xl", "cache_len": 8}}
+    losses, evals = {}, {}
+    for scope in ("per_sample", "across_samples"):
+        config = make_config(*xl, f"recurrence.cache_scope={scope}", base=base)
+        trainer = Trainer(config, tmp_path / scope, registry=new_registry(), log=quiet)
+        trainer.train_tensors = trainer.task.tensors("train")
+        trainer.model.eval()  # no dropout: the two trainers start from the same weights
+        with torch.no_grad():
+            first = float(trainer._loss()[0])
+            trainer.step = 1
+            second = float(trainer._loss()[0])
+            x, _ = trainer._sample_batch(1)
+            carried = carried_cache(trainer.model, len(x), trainer.sample_state)
+            if scope == "across_samples":  # the second sample's logits, with and without the first's cache
+                fresh = trainer.model.forward_sequence(x).logits[:, :8]  # [B, 8, V]
+                assert (trainer.model.forward_sequence(x, carried).logits[:, :8] - fresh).abs().max() > 1e-2
+            else:
+                assert carried is None
+        losses[scope] = (first, second)
+        evals[scope] = trainer.evaluate("valid")
+    assert losses["per_sample"][0] == losses["across_samples"][0]  # nothing to carry into the first batch
+    assert losses["per_sample"][1] != losses["across_samples"][1]
+    assert evals["per_sample"]["loss"] != evals["across_samples"]["loss"]
+    assert evals["per_sample"]["accuracy"] == evals["across_samples"]["accuracy"]
+    per_sample = make_config(*xl, "recurrence.cache_scope=per_sample", base=base)
+    assert per_sample.content_hash() == make_config(*xl, base=base).content_hash()
+    assert "cache_scope" not in per_sample.model_dump()["recurrence"]
 
 
 # -- 6. curriculum ----------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ Models (same width, depth, heads, memory tokens and segment length everywhere):
 * ``+ckpt``: the model option ``segment.checkpoint_activations = true``: each segment's forward and
   loss run under ``torch.utils.checkpoint`` (non-reentrant), so only what crosses segment boundaries is
   kept and each segment is recomputed during backward.
+* ``+sel``: ``segment.checkpoint_activations = "selective"``: inside each segment's checkpoint the
+  matmul outputs are kept and only the elementwise ops between them are recomputed.
 * ``[eager]`` / ``[sdpa]``: the attention kernel forced; unmarked rmtzoo cases use ``auto`` (the
   default: eager for bf16 on CPU, sdpa in fp32; see ``rmtzoo/attention.py``).
 """
@@ -78,7 +80,7 @@ class Case:
     memory_tokens: int = 10
     bptt_depth: int | None = None
     precision: str = "fp32"  # fp32 | bf16
-    checkpoint: bool = False
+    checkpoint: bool | str = False  # True: per segment; "selective": matmul outputs kept
     batch: int = 8
     n_layer: int = 4
     d_model: int = 256
@@ -92,7 +94,7 @@ class Case:
         if self.bptt_depth is not None:
             base += f"/k{self.bptt_depth}"
         if self.checkpoint:
-            base += "+ckpt"
+            base += "+sel" if self.checkpoint == "selective" else "+ckpt"
         if self.attention != "auto" and self.impl != "pypi":
             base += f"[{self.attention}]"
         return f"{base} {self.precision}"
@@ -152,7 +154,7 @@ def plan(preset: str, have_pypi: bool) -> tuple[list[Group], list[Case], list[di
     long = [replace(base, segments=long_s, precision=p) for p in ("fp32", "bf16")]
     cases = []
     for c in long:
-        cases += [c, replace(c, impl="pypi"), replace(c, checkpoint=True)]
+        cases += [c, replace(c, impl="pypi"), replace(c, checkpoint=True), replace(c, checkpoint="selective")]
     groups.append(Group("target_long", with_pypi(cases), warmup=1, steps=2 if smoke else 3))
     # the attention kernel `auto` picks, against each kernel forced (S as in target_short)
     cases = [
@@ -201,6 +203,7 @@ def plan(preset: str, have_pypi: bool) -> tuple[list[Group], list[Case], list[di
     mem_cases += [replace(base, segments=long_s), replace(base, segments=long_s, checkpoint=True)]
     mem_cases += [replace(base, segments=long_s, precision="bf16")]
     mem_cases += [replace(base, segments=long_s, precision="bf16", checkpoint=True)]
+    mem_cases += [replace(base, segments=long_s, precision=p, checkpoint="selective") for p in ("fp32", "bf16")]
     mem_cases += [
         replace(base, impl="pypi", segments=2 if smoke else 4),
         replace(base, impl="pypi", segments=long_s),
@@ -511,8 +514,8 @@ def ratios(results: list[dict]) -> list[dict]:
                             row[kind]["tokens_per_s"] / sdpa[kind]["tokens_per_s"], 3
                         )
                 out.append(item)
-    for prec in ("fp32", "bf16"):
-        ck = _find(results, "target_long", f"rmtzoo/rmt+ckpt {prec}")
+    for prec, mark in (("fp32", "ckpt"), ("bf16", "ckpt"), ("fp32", "sel"), ("bf16", "sel")):
+        ck = _find(results, "target_long", f"rmtzoo/rmt+{mark} {prec}")
         plain = _find(results, "target_long", f"rmtzoo/rmt {prec}")
         if ck and plain:
             out.append(

@@ -1,4 +1,4 @@
-"""The RMT paper's comparisons as rmtzoo benchmarks (PAPER.md section 8), registered through the
+"""The RMT paper's comparisons as rmtzoo benchmarks (docs/paper-settings.md section 8), registered through the
 ``rmtzoo`` entry point ``benchmarks``. ``rmtzoo bench list`` shows them."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ each preset's training and evaluation settings, and one cell from a point of the
 
 Presets (Figure 3's, ``fig3.py``, which keeps its own copy while its ``small`` preset is tuned):
 
-- ``paper``: PAPER.md 2's training (post-LN, dropout 0.1, Adam 1e-4, plateau halving with the setting's
+- ``paper``: docs/paper-settings.md 2's training (post-LN, dropout 0.1, Adam 1e-4, plateau halving with the setting's
   patience and minimum lr, clip 0.25); steps, batch size and evaluation caps per setting, from the spec.
 - ``small``: 2-layer pre-LN models of width 64, Adam 2e-3 constant, at most 2,500 steps with a stop at
   0.999 validation accuracy, 20k/1k/2k samples; the spec shrinks the task where it can.
@@ -24,14 +24,22 @@ SMALL_NOTE = ("small: CPU-sized models and, where the spec says so, shorter task
               "absolute numbers, are what it can speak to")
 
 
-def model_blocks(model: str, memory: int) -> dict:
+def cache_scope(preset: str) -> dict:
+    """The Tr-XL cache's scope for a preset: ``paper`` carries it across the samples of the batch
+    stream, as the authors' synthetic training did (docs/paper-settings.md 1.5); ``small`` and ``smoke``
+    keep rmtzoo's default (an empty cache per sample), so their config hashes are unchanged."""
+    return {"cache_scope": "across_samples"} if preset == "paper" else {}
+
+
+def model_blocks(model: str, memory: int, *, preset: str = "small") -> dict:
     """Memory and recurrence blocks: Baseline (no memory, independent segments), Tr-XL (a stop-gradient
-    cache of ``memory`` states), RMT (``memory`` read/write tokens carried with full BPTT inside a
-    sample, as the authors' synthetic code did, PAPER.md 1.5)."""
+    cache of ``memory`` states, scoped per :func:`cache_scope`), RMT (``memory`` read/write tokens
+    carried with full BPTT inside a sample, as the authors' synthetic code did,
+    docs/paper-settings.md 1.5)."""
     if model == "Baseline":
         return {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}
     if model == "Tr-XL":
-        return {"memory": {"kind": "none"}, "recurrence": {"kind": "xl", "cache_len": memory}}
+        return {"memory": {"kind": "none"}, "recurrence": {"kind": "xl", "cache_len": memory, **cache_scope(preset)}}
     if model == "RMT":
         return {"memory": {"kind": "read_write", "num_tokens": memory}, "recurrence": {"kind": "rmt"}}
     raise ValueError(f"model must be Baseline, Tr-XL or RMT, got {model!r}")
@@ -39,7 +47,7 @@ def model_blocks(model: str, memory: int) -> dict:
 
 @dataclass(frozen=True)
 class PaperTraining:
-    """A setting's training in the paper (PAPER.md 2): plateau patience (in evaluations) and minimum lr,
+    """A setting's training in the paper (docs/paper-settings.md 2): plateau patience (in evaluations) and minimum lr,
     evaluation interval and the batches it (and the test) covers, data sizes."""
 
     patience: int
@@ -75,11 +83,11 @@ def base_config(preset: str, *, task: dict, arch: dict, paper: PaperTraining) ->
 
 
 def cell(base: dict, labels: dict, *, model: str, memory: int, segment_length: int,
-         overrides: dict | None = None) -> Cell:
+         overrides: dict | None = None, preset: str = "small") -> Cell:
     """One cell: ``base`` with the model's blocks and the segment length; ``overrides`` are nested blocks
     merged one level deep (``{"train": {"steps": 200_000}}``)."""
     config = copy.deepcopy(base)
-    config |= model_blocks(model, memory)
+    config |= model_blocks(model, memory, preset=preset)
     config["segment"] = {"length": segment_length}
     for block, values in (overrides or {}).items():
         config[block] = {**config.get(block, {}), **values}

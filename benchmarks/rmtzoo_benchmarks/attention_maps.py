@@ -1,4 +1,4 @@
-"""Figures 6 and 9 (PAPER.md section 5, row F6/F9 of section 8): attention maps of memory reads and writes,
+"""Figures 6 and 9 (docs/paper-settings.md section 5, row F6/F9 of section 8): attention maps of memory reads and writes,
 drawn from trained models. Each cell trains one model, then ``analyze`` records its attention on test
 samples (:func:`rmtzoo.analysis.attention_maps`), stores one sample's maps beside the result file and
 measures, per panel, how the selected block of the map is spread; ``draw`` lays the maps out like the
@@ -24,7 +24,7 @@ the panel's expected band, else on the block (a selection: the others are in the
 
 Presets:
 
-- ``paper``: PAPER.md 2's model and training (4 layers, 4 heads, d_model 128, post-LN, Adam 1e-4 with the
+- ``paper``: docs/paper-settings.md 2's model and training (4 layers, 4 heads, d_model 128, post-LN, Adam 1e-4 with the
   plateau schedule, batch 32, 100k/5k/10k data) and Figure 3's step budgets for the same settings
   (copy 3 segments 400k, reverse 2 segments 400k, copy 9 segments 900k; Figure 9's reverse 4 x 12 with
   memory 6 takes Figure 3's reverse-4 budget, 850k: the paper gives none for it).
@@ -43,6 +43,7 @@ import functools
 from dataclasses import dataclass
 
 from rmtzoo.bench import Benchmark, Cell, per_preset
+from rmtzoo_benchmarks._samples import cache_scope
 
 N_SAMPLES = 32  # test samples the measures average over (fewer where the test split is smaller)
 
@@ -152,7 +153,7 @@ def _cells(rows, preset: str) -> list[Cell]:
             config["recurrence"] = {"kind": "rmt"}
         else:
             config["memory"] = {"kind": "none"}
-            config["recurrence"] = {"kind": "xl", "cache_len": memory[preset]}
+            config["recurrence"] = {"kind": "xl", "cache_len": memory[preset], **cache_scope(preset)}
         if preset == "paper":
             config["train"]["steps"] = steps
         n_tokens = 3 * src_len[preset] if task == "copy" else 2 * src_len[preset]

@@ -1,4 +1,4 @@
-"""Figure 3 (PAPER.md section 5): test accuracy vs number of segments, Baseline vs Transformer-XL vs RMT,
+"""Figure 3 (docs/paper-settings.md section 5): test accuracy vs number of segments, Baseline vs Transformer-XL vs RMT,
 on copy (F3a), reverse (F3b) and associative retrieval (F3c).
 
 Models, with memory or cache size = segment length:
@@ -7,11 +7,11 @@ Models, with memory or cache size = segment length:
   this is the paper's full-context Baseline, the point the memory lines start from);
 - Tr-XL: no memory tokens, a Transformer-XL cache of segment-length states;
 - RMT: read/write memory of segment-length tokens, carried with full BPTT (what the authors' code did;
-  the paper's "RMT BPTT-0" label notwithstanding, PAPER.md 1.5).
+  the paper's "RMT BPTT-0" label notwithstanding, docs/paper-settings.md 1.5).
 
 Presets:
 
-- ``paper``: PAPER.md 2's hyperparameters exactly (post-LN, Adam 1e-4, plateau halving, batch 32, the
+- ``paper``: docs/paper-settings.md 2's hyperparameters exactly (post-LN, Adam 1e-4, plateau halving, batch 32, the
   step budgets of Fig 3, eval every 12k steps on 50 batches, 100k/5k/10k data).
 - ``small``: a CPU-sized copy of the figure (about 2 hours of CPU for 2 seeds on 2 cores): the tasks
   shrunk with the paper's segment counts kept where the length divides (copy 8/16 in 1/3/6/8 segments,
@@ -25,11 +25,14 @@ Presets:
 
 from __future__ import annotations
 
+import functools
+
 from rmtzoo.bench import Benchmark, per_preset, product
+from rmtzoo_benchmarks._samples import cache_scope
 
 MODELS = [
     ("Baseline", {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}),
-    # MemTr (PAPER.md 1.7): memory tokens only at the segment start, their outputs carried to the next segment.
+    # MemTr (docs/paper-settings.md 1.7): memory tokens only at the segment start, their outputs carried to the next segment.
     # In a causal decoder they cannot see the segment, so the paper found it equal to the Baseline.
     ("MemTr", {"memory": {"kind": "shared"}, "recurrence": {"kind": "rmt"}}),
     ("Tr-XL", {"memory": {"kind": "none"}, "recurrence": {"kind": "xl"}}),
@@ -37,8 +40,9 @@ MODELS = [
 ]
 
 
-def _adjust(labels, config):
-    """Memory or cache = segment length, for the models that have one; both recorded as labels."""
+def _adjust(labels, config, *, preset):
+    """Memory or cache = segment length, for the models that have one; both recorded as labels. The
+    ``paper`` preset carries the Tr-XL cache across samples as the authors' code did (``_samples.py``)."""
     length = config["segment"]["length"]
     labels["segment_length"] = length
     labels["memory"] = 0 if labels["model"] == "Baseline" else length
@@ -46,6 +50,7 @@ def _adjust(labels, config):
         config["memory"]["num_tokens"] = length
     elif labels["model"] == "Tr-XL":
         config["recurrence"]["cache_len"] = length
+        config["recurrence"] |= cache_scope(preset)
 
 
 def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
@@ -82,7 +87,7 @@ def _fig3_grid(task, arch, segments, *, preset, steps, patience, small):
         base,
         {"model": MODELS, "segments": seg_axis},
         where=lambda labels: labels["model"] == "Baseline" or labels["segments"] != 1,
-        adjust=_adjust,
+        adjust=functools.partial(_adjust, preset=preset),
     )
 
 
@@ -136,7 +141,7 @@ FIG3_SPECS = {
     "fig3c": dict(
         artefact="F3c",
         summary="Figure 3c: associative retrieval (4 pairs, 10/1), accuracy vs 1-5 segments as the CSV labels "
-        "them (the authors' torch.chunk split, PAPER.md 2.5), Baseline vs MemTr vs Tr-XL vs RMT",
+        "them (the authors' torch.chunk split, docs/paper-settings.md 2.5), Baseline vs MemTr vs Tr-XL vs RMT",
         task={"kind": "associative_retrieval", "segmenting": "lm_rmt_chunk"},
         arch=AR_ARCH,
         segments=[(1, 10), (2, 5), (3, 4), (4, 3), (5, 2)],

@@ -1,4 +1,4 @@
-"""Figure 4 (PAPER.md 5): copy at scale, per-character accuracy (greedy, no teacher forcing).
+"""Figure 4 (docs/paper-settings.md 5): copy at scale, per-character accuracy (greedy, no teacher forcing).
 
 - ``fig4a`` (F4a): a fixed 360-token copy (source 120, target 240) in 1, 3, 6 or 9 segments;
   Baseline, Tr-XL and RMT, with the per-point memory (= cache) sizes of the authors' CSV, 60/30/40 (the
@@ -16,11 +16,12 @@ Presets (``_samples.py``):
   patience 5 and minimum lr 1e-5, evaluations every 40k steps over 20 batches; steps and batch size per
   point as in the runs behind each number (``rmtzoo_benchmarks/reference/runs.csv``: e.g. Tr-XL 3 segments
   100k steps at batch 256, RMT 200k at 128; the paper's "same steps per setting" is not what the CSV
-  shows). Data sizes 100k/10k/20k (unverified for the long tasks, PAPER.md 2.4).
+  shows). Data sizes 100k/10k/20k (unverified for the long tasks, docs/paper-settings.md 2.4).
 - ``small``: a tenth of the lengths: F4a copies 12 symbols (36 tokens) in 1/3/6/9 segments of 36/12/6/4
   with memory 6/3/4 (the paper's memory/segment ratios); F4b keeps segment 12 and memory 6 and copies
-  12/24/36 symbols (36/72/108 tokens, 3/6/9 segments). 2-layer width-64 models (3 layers for the
-  1-segment Baseline, as the paper's was deeper). Unmeasured here.
+  12/24/36 symbols (36/72/108 tokens, 3/6/9 segments). 2-layer width-64 models for every point, the
+  1-segment Baseline included (``small``'s shared architecture overrides the paper's deeper Baseline).
+  Unmeasured here.
 - ``smoke``: the small preset's lengths (greedy decoding of 720 paper-length target tokens takes seconds
   even for a tiny model) with a 1-layer d_model 16 model, 4 steps.
 """
@@ -50,7 +51,7 @@ F4B = [
 
 def _base(preset: str, src_len: int, *, deeper: bool = False) -> dict:
     arch = dict(ARCH)
-    if deeper:  # the 1-segment Baseline: 6 layers in the paper, 3 in small
+    if deeper:  # the 1-segment Baseline: 6 layers in the paper (small's 2-layer SMALL_ARCH wins over this)
         arch["n_layer"] = {"paper": 6, "small": 3}.get(preset, arch["n_layer"])
     task = {"kind": "copy", "n_symbols": 8, "src_len": src_len if preset == "paper" else src_len // 10}
     return base_config(preset, task=task, arch=arch, paper=PAPER)
@@ -63,7 +64,7 @@ def fig4a_cells(preset: str):
             length, memory = length // 10, memory // 10
         extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
         out.append(cell(_base(preset, 120, deeper=n == 1), {"segments": n, "segment_length": length, "memory": memory},
-                        model=model, memory=memory, segment_length=length, overrides=extra))
+                        model=model, memory=memory, segment_length=length, overrides=extra, preset=preset))
     return out
 
 
@@ -75,7 +76,7 @@ def fig4b_cells(preset: str):
         extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
         labels = {"copy_length": copy_length, "segments": n, "segment_length": length, "memory": memory}
         out.append(cell(_base(preset, src_len), labels, model=model, memory=memory, segment_length=length,
-                        overrides=extra))
+                        overrides=extra, preset=preset))
     return out
 
 

@@ -1,12 +1,12 @@
-"""Figure 8 (PAPER.md 5): half-size memory, accuracy vs number of segments, Tr-XL vs RMT.
+"""Figure 8 (docs/paper-settings.md 5): half-size memory, accuracy vs number of segments, Tr-XL vs RMT.
 
 - ``fig8a`` (F8a): copy 24/48 (72 tokens) in 3 and 6 segments, memory (= cache) half the segment: 12, 6.
 - ``fig8b`` (F8b): reverse 24/24 (48 tokens) in 2 and 4 segments, memory 12, 6.
 - ``fig8c`` (F8c): reverse 120/120 (240 tokens, 8 symbols) in 2/4/6 segments of 120/60/40 with memory 60
   throughout (so only the 2-segment point has half-size memory), plus the Tr-XL-only point at 6 segments
-  with memory 40, drawn as its own series. Which CSV runs the figure plotted is unverified (PAPER.md 5).
+  with memory 40, drawn as its own series. Which CSV runs the figure plotted is unverified (docs/paper-settings.md 5).
 
-RMT carries memory with full BPTT inside a sample (the authors' code; PAPER.md 1.5).
+RMT carries memory with full BPTT inside a sample (the authors' code; docs/paper-settings.md 1.5).
 
 Presets (``_samples.py``):
 
@@ -67,7 +67,8 @@ def cells(name: str, preset: str):
             length, memory = small_length, small_memory
         extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
         labels = {"series": series, "segments": n, "segment_length": length, "memory": memory}
-        out.append(cell(base, labels, model=model, memory=memory, segment_length=length, overrides=extra))
+        out.append(cell(base, labels, model=model, memory=memory, segment_length=length, overrides=extra,
+                        preset=preset))
     return out
 
 

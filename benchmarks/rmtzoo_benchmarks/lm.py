@@ -1,4 +1,4 @@
-"""Language modelling (PAPER.md 3): WikiText-103 Tables 2 and 5 (``wt103``), enwik8 Table 4 (``table4``),
+"""Language modelling (docs/paper-settings.md 3): WikiText-103 Tables 2 and 5 (``wt103``), enwik8 Table 4 (``table4``),
 and Figure 5's two views of the WikiText-103 segment-50 runs (``fig5a``, ``fig5b``).
 
 Models, each cell labelled as the paper's tables label it (segment_length, memory, cache, bptt and, for
@@ -6,17 +6,17 @@ the 400k-step rows, variant ``2x``):
 
 - Baseline: no memory, no cache;
 - MemTr: memory tokens at the segment start only (``shared``), carried with BPTT-0, as the LM-RMT runs
-  with ``mem_at_end`` off (PAPER.md 1.7);
+  with ``mem_at_end`` off (docs/paper-settings.md 1.7);
 - Tr-XL: a stop-gradient cache (``xl``); the same cache at evaluation ("to match RMT");
 - RMT BPTT-k: read/write memory, exact truncated BPTT through k previous segments (``rmt``; the
-  released code's re-run started from the newest memory, PAPER.md 1.5, a deviation named in the README);
+  released code's re-run started from the newest memory, docs/paper-settings.md 1.5, a deviation named in the README);
 - Tr-XL + RMT: both (``rmt_xl``), without A.5's auxiliary loss (not in the released code).
 
 Memory starts from one shared N(0, 1) vector (``init = "single_vector"``), as in LM-RMT.
 
 Presets:
 
-- ``paper``: PAPER.md 3.1. WikiText-103: 16 layers, 10 heads, d_model 410, d_head 41, d_inner 2100,
+- ``paper``: docs/paper-settings.md 3.1. WikiText-103: 16 layers, 10 heads, d_model 410, d_head 41, d_inner 2100,
   adaptive softmax with cutoffs 20k/40k/200k, batch 60 at segment 150 and 128 at segment 50. enwik8:
   12 layers, 8 heads, d_model 512, d_head 64, d_inner 2048, batch 22 at segment 512 and 64 at 128.
   Dropout 0.1, post-LN, Adam 2.5e-4 with cosine annealing to 0 and no warm-up (the CSV's scheduler;
@@ -24,7 +24,7 @@ Presets:
   evaluation every 4,000 steps with batch 10 over the whole stream, bf16 autocast (precision is not
   stated in the paper). The corpora load from the Hub or ``task.path`` (set it with an override).
   Deviation: the enwik8 segment-512 Tr-XL row (1.071) was evaluated in 128-token segments with an eval
-  cache of 896 (PAPER.md 3.1); rmtzoo has no separate evaluation segment, so the cell evaluates at its
+  cache of 896 (docs/paper-settings.md 3.1); rmtzoo has no separate evaluation segment, so the cell evaluates at its
   training segment and cache (512/512).
 - ``small``: the embedded ``synthetic_lm`` corpus (200k/20k tokens, no download) with the paper's
   segment lengths, memory sizes, caches and BPTT depths, a 2-layer pre-LN model of width 64, Adam 1e-3
@@ -147,7 +147,7 @@ def table4_cells(preset: str):
 
 
 def fig5a_cells(preset: str):
-    """x: visible context in training (PAPER.md 1.6): 50(k+1) for RMT BPTT-k, 50 + cache for Tr-XL."""
+    """x: visible context in training (docs/paper-settings.md 1.6): 50(k+1) for RMT BPTT-k, 50 + cache for Tr-XL."""
     out = []
     for r in SEG50:
         if r[0] == "Baseline":
@@ -219,7 +219,7 @@ def build_table4(params) -> Benchmark:
         figure="table", match=LM_MATCH, claims=TABLE4_CLAIMS,
         notes={"small": SMALL_NOTE + " (ppl on a word-level corpus, not bpc)", "smoke": SMOKE_NOTE,
                "paper": "Tr-XL 512/512 is evaluated at segment 512 with cache 512; the paper's 1.071 used "
-                        "128-token evaluation segments with cache 896 (PAPER.md 3.1)"},
+                        "128-token evaluation segments with cache 896 (docs/paper-settings.md 3.1)"},
     )
 
 

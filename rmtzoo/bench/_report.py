@@ -461,7 +461,7 @@ def figure(bench, rows, path: Path, *, metric: str | None = None, preset: str = 
             for g, centre in zip(at, left, strict=True):
                 if groups[g] in ref:
                     ax.hlines(ref[groups[g]][0], centre - width / 2, centre + width / 2, colors=colours[name],
-                              linestyles="--", linewidth=1.5,
+                              linestyles="--", linewidth=2.0, zorder=3,
                               label=f"{name} (paper)" if g == next(h for h in at if groups[h] in ref) else None)
         ax.set_xticks(range(len(groups)), [f"{x:g}" for x in groups])
         values = [mean - std for points in series.values() for mean, std in points.values()]

@@ -25,7 +25,11 @@ N. A SLURM job array runs a grid as N independent jobs writing to one shared res
     #SBATCH --gres=gpu:1
     rmtzoo bench run fig3a --preset paper --seeds 3 --shard ${SLURM_ARRAY_TASK_ID}/8 --results /shared/results
 
-and ``rmtzoo bench report fig3a --preset paper --results /shared/results`` once they are done.
+and ``rmtzoo bench report fig3a --preset paper --results /shared/results`` once they are done. Or let
+rmtzoo submit the cells itself through submitit (``rmtzoo.bench._submitit``), one job per cell::
+
+    rmtzoo bench run fig3a --preset paper --seeds 3 --executor slurm --slurm-partition gpu --slurm-gpus 1 \
+        --slurm-time 600 --results /shared/results
 """
 
 from __future__ import annotations
@@ -330,12 +334,14 @@ def reuse_result(job: Job, source: Path) -> bool:
 # -- the grid ------------------------------------------------------------------------------------------
 def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, filter_expr: str | None = None,
                   shard=None, workers: int = 1, results_dir="results", registry_options: dict | None = None,
-                  stream=None) -> dict:
+                  stream=None, executor: str = "processes", submitit_options: dict | None = None) -> dict:
     """Validate every cell, then train those without a result file; returns a summary dict.
 
     ``workers > 1`` runs cells in a spawned process pool; each worker builds its own registry from
     ``registry_options`` (keyword arguments of :class:`rmtzoo.Registry`; default: what the environment
     gives), so plugins added by hand with ``Registry.add_plugin`` are only seen with ``workers = 1``.
+    ``executor = "slurm"`` (or ``"submitit-local"``) submits the cells through submitit instead
+    (``rmtzoo.bench._submitit``; ``submitit_options``: its keyword arguments).
     """
     if workers < 1:
         raise RmtzooError(f"--workers: expected a positive count, got {workers}")
@@ -370,7 +376,15 @@ def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, fil
         if outcome["status"] == "failed":
             summary["failures"].append({"cell": job.describe(), "hash": job.hash, "error": outcome["error"]})
 
-    if workers == 1 or len(todo) <= 1:
+    if executor != "processes":
+        from rmtzoo.bench._submitit import EXECUTORS, run_submitit
+
+        if executor not in EXECUTORS:
+            raise RmtzooError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+        run_submitit(todo, executor=executor, results_dir=results_dir, progress=progress, record=record,
+                     registry_options=registry_options if registry_options is not None else {},
+                     **(submitit_options or {}))
+    elif workers == 1 or len(todo) <= 1:
         for job in todo:
             progress.started(job)
             record(job, run_cell(job, registry))

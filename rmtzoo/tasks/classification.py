@@ -1,9 +1,9 @@
-"""Sequence classification as a task type (``kind = "classification"``), the shape of PAPER.md 4.
+"""Sequence classification as a task type (``kind = "classification"``), the shape of docs/paper-settings.md 4.
 
-A :class:`ClassificationTask` serves, per split, right-aligned token ids (PAPER.md 1.8: the document is
+A :class:`ClassificationTask` serves, per split, right-aligned token ids (docs/paper-settings.md 1.8: the document is
 cut into segments from its end, so the first segment is the partial one, padded on the left with
 ``pad_id``), a padding mask and one label per document. The sequence length is ``max_segments *
-segment_length``, fixed with the model's segment length; a longer document keeps its beginning (PAPER.md
+segment_length``, fixed with the model's segment length; a longer document keeps its beginning (docs/paper-settings.md
 4: whole documents are truncated to ``input_seq_len``). Leading segments that are all padding are dropped
 by the model per sample (it leaves that sample's memory unchanged). The loss and the prediction come from
 the last segment; the metric is F1 of the positive class (label 1), with accuracy reported beside it.

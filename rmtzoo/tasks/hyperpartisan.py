@@ -1,4 +1,4 @@
-"""Hyperpartisan news detection (PAPER.md 4): SemEval-2019 Task 4, by-article, as a classification task.
+"""Hyperpartisan news detection (docs/paper-settings.md 4): SemEval-2019 Task 4, by-article, as a classification task.
 
 Sources, in order of precedence:
 
@@ -266,7 +266,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="hyperpartisan",
-            summary="SemEval-2019 hyperpartisan news, by article (PAPER.md 4): classify from the last segment; F1",
+            summary="SemEval-2019 hyperpartisan news, by article (docs/paper-settings.md 4): classify from the last segment; F1",
             params=HyperpartisanParams,
             build=build_hyperpartisan,
             # an HF tokenizer's size is known only once loaded: checked when the model is prepared

@@ -1,4 +1,4 @@
-"""Language modelling (PAPER.md 3.1): WikiText-103, enwik8 and an embedded synthetic corpus, served as
+"""Language modelling (docs/paper-settings.md 3.1): WikiText-103, enwik8 and an embedded synthetic corpus, served as
 ordered token streams the way Transformer-XL serves them.
 
 A :class:`StreamTask` holds each split as one id stream (``tokens(split) -> LongTensor [N]``). The
@@ -265,7 +265,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="wikitext103",
-            summary="WikiText-103 word-level LM, Tr-XL vocabulary from train with <eos> (PAPER.md 3.1); test ppl",
+            summary="WikiText-103 word-level LM, Tr-XL vocabulary from train with <eos> (docs/paper-settings.md 3.1); test ppl",
             params=WikiText103Params,
             build=build_wikitext103,
         )
@@ -273,7 +273,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="enwik8",
-            summary="enwik8 byte-level LM, prep_enwik8.py's 90M/5M/5M split (PAPER.md 3.1); test bpc",
+            summary="enwik8 byte-level LM, prep_enwik8.py's 90M/5M/5M split (docs/paper-settings.md 3.1); test bpc",
             params=Enwik8Params,
             build=build_enwik8,
         )

@@ -1,8 +1,8 @@
 """The paper's algorithmic tasks as registered components: copy, reverse, associative retrieval and
-quadratic equations (PAPER.md section 2), served as ``datasets.Dataset`` objects cached on disk.
+quadratic equations (docs/paper-settings.md section 2), served as ``datasets.Dataset`` objects cached on disk.
 
 A :class:`SampleTask` hands the trainer whole samples; every sample starts from the initial memory, so
-gradients flow through memory across all segments of a sample (what the authors' code did, PAPER.md 1.5).
+gradients flow through memory across all segments of a sample (what the authors' code did, docs/paper-settings.md 1.5).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def default_cache_dir() -> Path:
 
 
 class _SplitParams(Params):
-    """Split sizes default to the paper's (PAPER.md 2.4); ``data_seed`` fixes the generated data."""
+    """Split sizes default to the paper's (docs/paper-settings.md 2.4); ``data_seed`` fixes the generated data."""
 
     train_size: PositiveInt | None = None
     valid_size: PositiveInt | None = None
@@ -38,6 +38,12 @@ class _SplitParams(Params):
     data_seed: NonNegativeInt = 0
     segmenting: Literal["equal", "lm_rmt_chunk"] = "equal"
     cache_dir: str | None = None
+    # decoding: how evaluation produces the scored answer. ``by_length``: greedy (no teacher forcing)
+    # when the answer spans more than one segment, teacher-forced argmax otherwise (the paper's metric
+    # for copy, reverse and associative retrieval, docs/paper-settings.md 2). ``greedy``: generate the
+    # whole target whatever its length (for quadratic equations everything after the equation slot,
+    # docs/paper-settings.md 2.6). Left out of the dumped config (and the hash) at its default.
+    decoding: Literal["by_length", "greedy"] = Field("by_length", exclude_if=lambda v: v == "by_length")
 
 
 class CopyParams(_SplitParams):
@@ -78,6 +84,9 @@ class SampleTask:
         self.sequence_length = syn.task_lengths(name, **sample_kwargs)
         self.answer_start = self._sample_fn(random.Random(0)).answer_start  # the same for every sample
         self.answer_length = self.sequence_length - self.answer_start
+        # the first position whose prediction greedy decoding of the whole target feeds back
+        self.target_start = syn.target_start(name, self.answer_start)
+        self.decoding = params.decoding
         paper = syn.PAPER_SPLIT_SIZES.get(syn._task_name(self._sample_fn), (1000, 100, 100))
         p = params
         self.sizes = (p.train_size or paper[0], p.valid_size or paper[1], p.test_size or paper[2])
@@ -85,7 +94,7 @@ class SampleTask:
 
     def segment_length_for(self, segment_length: int) -> int:
         """The segment length the model runs with: ``equal`` needs exact tiling; ``lm_rmt_chunk``
-        reproduces the authors' ``torch.chunk`` (PAPER.md 2.5) as equal chunks plus a shorter last one."""
+        reproduces the authors' ``torch.chunk`` (docs/paper-settings.md 2.5) as equal chunks plus a shorter last one."""
         bounds = syn.segment_bounds(self.sequence_length, segment_length, rule=self.params.segmenting)
         return bounds[0][1] - bounds[0][0]
 
@@ -141,8 +150,8 @@ def _copy_like(name):
 def rmtzoo_register_tasks(register):
     small = {"train_size": 64, "valid_size": 16, "test_size": 16}
     for name, summary in (
-        ("copy", "copy: x1..xn, start token, then x1..xn x1..xn (PAPER.md 2.1); per-character accuracy"),
-        ("reverse", "reverse: x1..xn, start token, then xn..x1 (PAPER.md 2.2); per-character accuracy"),
+        ("copy", "copy: x1..xn, start token, then x1..xn x1..xn (docs/paper-settings.md 2.1); per-character accuracy"),
+        ("reverse", "reverse: x1..xn, start token, then xn..x1 (docs/paper-settings.md 2.2); per-character accuracy"),
     ):
         register(
             TaskSpec(
@@ -157,7 +166,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="associative_retrieval",
-            summary="4 key-value pairs then a query key; answer its value (PAPER.md 2.3); accuracy",
+            summary="4 key-value pairs then a query key; answer its value (docs/paper-settings.md 2.3); accuracy",
             params=AssociativeRetrievalParams,
             build=lambda p: SampleTask("associative_retrieval", p, {"n_pairs": p.n_pairs}, 37, "accuracy"),
             vocab_size=lambda p: 37,
@@ -167,7 +176,7 @@ def rmtzoo_register_tasks(register):
     register(
         TaskSpec(
             name="quadratic_equations",
-            summary="solve a*(x-x1)(x-x2)=0 step by step in 6 slots of 30 (PAPER.md 2.6); exact-answer accuracy",
+            summary="solve a*(x-x1)(x-x2)=0 step by step in 6 slots of 30 (docs/paper-settings.md 2.6); exact-answer accuracy",
             params=QuadraticEquationParams,
             build=lambda p: SampleTask(
                 "quadratic_equations", p, {"no_root_fraction": p.no_root_fraction}, 24, "exact_match"

@@ -1,4 +1,4 @@
-"""Pure, deterministic generators for the paper's algorithmic tasks (PAPER.md section 2).
+"""Pure, deterministic generators for the paper's algorithmic tasks (docs/paper-settings.md section 2).
 
 Every generator takes a ``random.Random`` and returns one :class:`Sample`: the decoder input, the label
 at each input position (``IGNORE_INDEX`` where no loss is taken) and ``answer_start``, the first position
@@ -225,6 +225,14 @@ def quadratic_text_from_ids(input_ids: tuple[int, ...] | list[int]) -> list[str]
     symbol_of = {i: ch for ch, i in QUADRATIC_TOKEN_IDS.items()}
     slots = [input_ids[i : i + QUADRATIC_SLOT_LEN] for i in range(0, QUADRATIC_LENGTH, QUADRATIC_SLOT_LEN)]
     return ["".join(symbol_of[t] for t in slot if t != PAD_ID) for slot in slots]
+
+
+def target_start(name: str, answer_start: int) -> int:
+    """The first position whose prediction is part of the target: quadratic equations generate
+    everything after the equation slot (position 29 predicts the canonical slot's first token,
+    docs/paper-settings.md 2.6) though only the answer slot is scored; for the other tasks target and
+    answer coincide."""
+    return QUADRATIC_SLOT_LEN - 1 if name == "quadratic_equations" else answer_start
 
 
 # Task table ------------------------------------------------------------------------------------------

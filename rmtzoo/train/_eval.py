@@ -5,6 +5,7 @@ accuracy and F1 of sequence classification."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ IGNORE_INDEX = -100
 @torch.no_grad()
 def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> torch.Tensor:
     """Predictions ``[B, T]`` where every input after ``answer_start`` is the model's own previous
-    prediction (PAPER.md 2, metric): segments before the answer run as given; inside an answer segment
+    prediction (docs/paper-settings.md 2, metric): segments before the answer run as given; inside an answer segment
     tokens are generated one by one from the state the segment started with; the memory and cache are
     updated once the whole generated segment exists."""
     ids = input_ids.clone()
@@ -37,23 +38,43 @@ def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> tor
     return preds
 
 
+def carried_cache(model, batch_size: int, previous):
+    """The state a batch of samples starts from: None (the initial state) unless
+    ``recurrence.cache_scope = "across_samples"``; then the initial state with the cache ``previous``
+    ended with (a first batch, or one of another size, starts empty). Memory always starts fresh."""
+    scope = getattr(getattr(model, "policy", None), "cache_scope", "per_sample")
+    if scope != "across_samples" or previous is None or previous.cache is None or previous.batch_size != batch_size:
+        return None
+    return replace(model.initial_state(batch_size), cache=previous.cache, cache_valid=previous.cache_valid)
+
+
 @torch.no_grad()
 def evaluate_samples(model, task, split: str, *, batch_size: int, max_batches: int | None, autocast) -> dict:
     """Teacher-forced loss and the task's accuracy over (the first ``max_batches`` batches of) a split."""
     model.eval()
     inputs, labels = task.tensors(split)
     device = next(model.parameters()).device
-    greedy = task.answer_length >= model.segment_length
+    decoding = getattr(task, "decoding", "by_length")
+    greedy = decoding == "greedy" or task.answer_length >= model.segment_length
+    # by_length keeps the answer-slot start; greedy generates the whole target
+    start = getattr(task, "target_start", task.answer_start) if decoding == "greedy" else task.answer_start
     total_loss = total_tokens = correct = counted = exact = samples = 0
     n_batches = math.ceil(len(inputs) / batch_size)
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
+    carry = getattr(getattr(model, "policy", None), "cache_scope", "per_sample") == "across_samples"
+    previous = None
     for i in range(n_batches):
         x = inputs[i * batch_size : (i + 1) * batch_size].to(device)
         y = labels[i * batch_size : (i + 1) * batch_size].to(device)
         with autocast():
-            logits = model.forward_sequence(x).logits.float()  # [B, T, V]
-            pred = greedy_predictions(model, x, task.answer_start) if greedy else logits.argmax(-1)
+            if carry:  # the loss pass carries the cache from batch to batch; the accuracy pass does not
+                out = model.forward_sequence(x, carried_cache(model, len(x), previous))
+                logits, previous = out.logits.float(), out.state  # [B, T, V]
+                fresh = None if greedy else model.forward_sequence(x).logits.float()
+            else:
+                logits = fresh = model.forward_sequence(x).logits.float()  # [B, T, V]
+            pred = greedy_predictions(model, x, start) if greedy else fresh.argmax(-1)
         mask = y != IGNORE_INDEX
         total_loss += F.cross_entropy(logits[mask], y[mask], reduction="sum").item()
         total_tokens += int(mask.sum())
@@ -66,7 +87,7 @@ def evaluate_samples(model, task, split: str, *, batch_size: int, max_batches: i
         samples += len(x)
     accuracy = exact / samples if task.metric == "exact_match" else correct / max(counted, 1)
     return {"loss": total_loss / max(total_tokens, 1), "accuracy": accuracy, "samples": samples,
-            "decoding": "greedy" if greedy else "teacher_forced"}
+            "decoding": "greedy" if greedy else "teacher_forced", "decoded_from": start if greedy else None}
 
 
 @torch.no_grad()

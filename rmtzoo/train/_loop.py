@@ -5,7 +5,7 @@ through the model's replay window).
 
 The best checkpoint is the one with the lowest validation loss, except for classification, where it is
 the highest validation score of the task's metric (F1 for Hyperpartisan, as the paper kept the best
-validation F1, PAPER.md 4).
+validation F1, docs/paper-settings.md 4).
 
 Runs the same under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU): each process takes its rows of the
 global batch, and a rank-0-only side writes logs and checkpoints.
@@ -32,7 +32,7 @@ from rmtzoo._registry import Registry
 from rmtzoo._runtime import resolve_device, set_threads
 from rmtzoo.train import _checkpoint as ckpt
 from rmtzoo.train._checkpoint import find_checkpoint, save_checkpoint
-from rmtzoo.train._eval import IGNORE_INDEX, evaluate_task
+from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_task
 from rmtzoo.train._progress import Progress
 
 
@@ -128,6 +128,8 @@ class Trainer:
         self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
         self.device = resolve_device(device)
         self.model.to(self.device)
+        if config.train.compile:
+            self.model.compile_segments()
         self.autocast = make_autocast(config.train.precision, self.device)
         self.run = RunInfo(str(self.run_dir), config, config.content_hash())
         t = config.train
@@ -146,6 +148,7 @@ class Trainer:
         self.best = math.inf
         self.finished = False  # the last checkpoint ended the run (train.steps or train.stop_at reached)
         self.stream_state = None  # carried memory/cache for stream tasks
+        self.sample_state = None  # the last batch's state, for a cache carried across samples
         self.stream_pos = 0
         self.ddp = None
         if self.world > 1:
@@ -198,7 +201,10 @@ class Trainer:
         if self.task.kind == "samples":
             x, y = self._sample_batch(self.step)
             with self.autocast():
-                logits = self._forward(x).logits  # [B, T, V]
+                out = self._forward(x, carried_cache(self.model, x.shape[0], self.sample_state))
+                logits = out.logits  # [B, T, V]
+            if self.model.policy.cache_scope == "across_samples":
+                self.sample_state = out.state  # its cache (stop-gradient) opens the next batch
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
             return loss, x.numel()
         if self.task.kind == "classification":
@@ -235,6 +241,7 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "stream_pos": self.stream_pos,
             "stream_state": self.stream_state,
+            "sample_state": self.sample_state,
             "curriculum_index": self.curriculum_index,
             "config_hash": self.run.config_hash,
             "finished": self.finished,
@@ -305,6 +312,7 @@ class Trainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.stream_pos, self.stream_state = state["stream_pos"], _to_device(state["stream_state"], self.device)
+        self.sample_state = _to_device(state.get("sample_state"), self.device)
         if "finished" in state:
             self.finished = state["finished"]
         else:  # a checkpoint of an older rmtzoo: finished when results.json was written at its step

@@ -18,9 +18,9 @@ What it does:
    metric value, seed, ``max_step`` (see ``normalise``). Rows whose metric is empty (unfinished runs) are
    dropped. The two LM CSVs are row-aligned (asserted); the ``all_parameters`` one is used since it has
    seeds and steps.
-2. ``ENTRIES`` below transcribes every number of PAPER.md's tables (sections 2.6, 3.2-3.4, 4, 5), each with
-   the filter that selects its backing runs, following PAPER.md's own filtering: for Fig 3, memory or cache
-   = segment length and the setting's step budget; identical duplicate rows are kept (PAPER.md's stds and
+2. ``ENTRIES`` below transcribes every number of docs/paper-settings.md's tables (sections 2.6, 3.2-3.4, 4, 5), each with
+   the filter that selects its backing runs, following docs/paper-settings.md's own filtering: for Fig 3, memory or cache
+   = segment length and the setting's step budget; identical duplicate rows are kept (docs/paper-settings.md's stds and
    run counts, e.g. Fig 3 copy Tr-XL 9 segments 0.288 +- 0.130 over 6 runs, only come out with them).
 3. For each entry with runs, recomputes mean and sample std (ddof=1); fills a std the paper does not print
    from the runs; and sets ``csv_check``: ``ok`` (every printed value reproduced within its rounding),
@@ -179,14 +179,14 @@ def load_runs(src):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# PAPER.md's numbers. E(...) arguments: artefact, model, printed mean, printed std (None: not printed;
-# a mean of None means PAPER.md lists the runs individually, so mean and std are computed),
+# docs/paper-settings.md's numbers. E(...) arguments: artefact, model, printed mean, printed std (None: not printed;
+# a mean of None means docs/paper-settings.md lists the runs individually, so mean and std are computed),
 # seg = segments, L = segment length, mem = memory tokens or cache, cache, k = BPTT depth,
-# n = run count stated by PAPER.md (asserted), sel = filter on normalised run fields (None: no CSV runs).
+# n = run count stated by docs/paper-settings.md (asserted), sel = filter on normalised run fields (None: no CSV runs).
 
 ENTRIES = []
 
-BPTT0_NOTE = "'BPTT-0' label; the released code backpropagates through memory across all segments (PAPER.md 1.5)"
+BPTT0_NOTE = "'BPTT-0' label; the released code backpropagates through memory across all segments (docs/paper-settings.md 1.5)"
 
 
 def E(art, model, mean, std=None, *, metric, seg=None, L=None, mem=None, cache=None, k=None, note="",
@@ -197,7 +197,7 @@ def E(art, model, mean, std=None, *, metric, seg=None, L=None, mem=None, cache=N
     return ENTRIES[-1]
 
 
-# ---- Figure 3 (PAPER.md 5): memory or cache = segment length, the setting's step budget
+# ---- Figure 3 (docs/paper-settings.md 5): memory or cache = segment length, the setting's step budget
 def fig3(art, task, seg, L, steps, cells, note=""):
     for model, mean, std, n in cells:
         if mean is None and std is None:
@@ -235,10 +235,10 @@ fig3("F3c", "retrieval", 2, 5, 1_000_000, [("Baseline", "0.496", None, None), ("
      "split 5+5")
 fig3("F3c", "retrieval", 3, 4, 1_000_000, [("Baseline", "0.496", None, None), ("Tr-XL", "1.0", None, None),
                                            ("RMT", "0.999", "0.001", None)],
-     "CSV label 3 segments = 2 chunks 5+5 (PAPER.md 2.5)")
+     "CSV label 3 segments = 2 chunks 5+5 (docs/paper-settings.md 2.5)")
 fig3("F3c", "retrieval", 4, 3, 1_000_000, [("Baseline", "0.099", None, None), ("Tr-XL", "0.849", "0.160", None),
                                            ("RMT", "0.992", "0.005", None), ("MemTr", "0.139", None, None)],
-     "CSV label 4 segments = 3 chunks 4+4+2 (PAPER.md 2.5)")
+     "CSV label 4 segments = 3 chunks 4+4+2 (docs/paper-settings.md 2.5)")
 fig3("F3c", "retrieval", 5, 2, 1_000_000, [("Baseline", "0.099", None, None), ("Tr-XL", "0.988", "0.018", None),
                                            ("RMT", "0.965", "0.037", None), ("MemTr", "0.109", None, None)],
      "split 2x5")
@@ -263,16 +263,16 @@ for art, task, seg, L, mem, steps, cells in [
 # ---- Figure 8 (c): reverse-120 (240 tokens), long CSV
 R120 = "reverse120 (source 120, 240 tokens); which runs were plotted is unverified"
 for seg, L, mem, model, mean, std, sel_extra, note, var in [
-    (2, 120, 60, "RMT", None, None, {}, "PAPER.md lists the runs 1.0 / 0.942 / 0.934 (500k, 300k, 500k steps)",
+    (2, 120, 60, "RMT", None, None, {}, "docs/paper-settings.md lists the runs 1.0 / 0.942 / 0.934 (500k, 300k, 500k steps)",
      ""),
     (2, 120, 60, "Tr-XL", "0.886", "0.013", {"steps": 300_000}, "300k-step runs", ""),
     (2, 120, 60, "Tr-XL", None, None, {"steps": 500_000},
-     "the extra 500k-step runs PAPER.md lists beside the 0.886 point (0.742, 0.88)", "500k"),
-    (4, 60, 60, "RMT", None, None, {}, "PAPER.md lists the runs 1.0, 0.994", ""),
-    (4, 60, 60, "Tr-XL", None, None, {}, "PAPER.md lists the runs 0.607, 0.621", ""),
+     "the extra 500k-step runs docs/paper-settings.md lists beside the 0.886 point (0.742, 0.88)", "500k"),
+    (4, 60, 60, "RMT", None, None, {}, "docs/paper-settings.md lists the runs 1.0, 0.994", ""),
+    (4, 60, 60, "Tr-XL", None, None, {}, "docs/paper-settings.md lists the runs 0.607, 0.621", ""),
     (6, 40, 60, "RMT", "1.0", None, {}, "", ""),
-    (6, 40, 60, "Tr-XL", None, None, {}, "PAPER.md lists the runs 0.669, 0.666", ""),
-    (6, 40, 40, "Tr-XL", None, None, {}, "Tr-XL only; PAPER.md lists the runs 0.439, 0.485", ""),
+    (6, 40, 60, "Tr-XL", None, None, {}, "docs/paper-settings.md lists the runs 0.669, 0.666", ""),
+    (6, 40, 40, "Tr-XL", None, None, {}, "Tr-XL only; docs/paper-settings.md lists the runs 0.439, 0.485", ""),
 ]:
     full_note = "; ".join(x for x in (R120, "memory = segment/2" if mem * 2 == L else "", note,
                                       BPTT0_NOTE if model == "RMT" else "") if x)
@@ -282,7 +282,7 @@ for seg, L, mem, model, mean, std, sel_extra, note, var in [
            **sel_extra})
 
 # ---- Figure 4 (a): copy, fixed total length 360 (source 120 + target 240), long CSV
-F4_DUP = "rows duplicated in the CSV are kept, as in PAPER.md's run counts"
+F4_DUP = "rows duplicated in the CSV are kept, as in docs/paper-settings.md's run counts"
 for seg, L, mem, model, mean, std, n, note in [
     (1, 360, 0, "Baseline", "1.0", None, 2, "6-layer model, batch 32, 600k steps"),
     (3, 120, 0, "Baseline", "0.125", None, None, F4_DUP),
@@ -304,9 +304,9 @@ for seg, L, mem, model, mean, std, n, note in [
 # ---- Figure 4 (b): segment 120, memory 60, growing copy length
 for task, seg, model, mean, sel_extra, note, var in [
     ("copy120", 3, "RMT", "1.0", {}, F4_DUP, ""),
-    ("copy120", 3, "Tr-XL", "0.78", {}, "PAPER.md lists the runs 0.889 / 0.668; " + F4_DUP, ""),
-    ("copy240", 6, "RMT", None, {"d_inner": 256}, "d_inner 256; PAPER.md lists the runs 0.989, 0.978", "d256"),
-    ("copy240", 6, "RMT", None, {"d_inner": 512}, "d_inner 512; PAPER.md lists the runs 1.0, 0.563", "d512"),
+    ("copy120", 3, "Tr-XL", "0.78", {}, "docs/paper-settings.md lists the runs 0.889 / 0.668; " + F4_DUP, ""),
+    ("copy240", 6, "RMT", None, {"d_inner": 256}, "d_inner 256; docs/paper-settings.md lists the runs 0.989, 0.978", "d256"),
+    ("copy240", 6, "RMT", None, {"d_inner": 512}, "d_inner 512; docs/paper-settings.md lists the runs 1.0, 0.563", "d512"),
     ("copy240", 6, "Tr-XL", "0.125", {}, "batch 256 and 128", ""),
     ("copy360", 9, "RMT", "0.579", {}, "", ""),
     ("copy360", 9, "Tr-XL", "0.125", {}, "", ""),
@@ -400,14 +400,14 @@ T5_50 = [
     wt("RMT", 50, 50, "29.75", k=0),
     wt("RMT", 50, 50, "26.03", k=1),
 ]
-EXTRA = "extra CSV run(s), not in the paper's tables (PAPER.md 3.3)"
+EXTRA = "extra CSV run(s), not in the paper's tables (docs/paper-settings.md 3.3)"
 T5_EXTRA = [
     wt("RMT", 150, 75, "27.04", k=0, note=EXTRA, sel_extra={"mem_at_end": True}),
-    wt("MemTr", 150, 75, "26.57", note=EXTRA + "; mem_at_end=False (the MemTr configuration), which PAPER.md "
+    wt("MemTr", 150, 75, "26.57", note=EXTRA + "; mem_at_end=False (the MemTr configuration), which docs/paper-settings.md "
        "lists as RMT BPTT-0 with mem_at_end off", var="csv"),
-    wt("RMT", 150, 150, None, k=0, note=EXTRA + "; PAPER.md gives the range 26.37 to 29.62 over these and the "
+    wt("RMT", 150, 150, None, k=0, note=EXTRA + "; docs/paper-settings.md gives the range 26.37 to 29.62 over these and the "
        "mem_at_end=False runs", sel_extra={"mem_at_end": True}),
-    wt("MemTr", 150, 150, None, note=EXTRA + "; mem_at_end=False; PAPER.md gives the range 26.37 to 29.62 over "
+    wt("MemTr", 150, 150, None, note=EXTRA + "; mem_at_end=False; docs/paper-settings.md gives the range 26.37 to 29.62 over "
        "these and the mem_at_end=True runs", var="csv"),
 ]
 
@@ -416,7 +416,7 @@ def emit_lm(art, rows):
     for r in rows:
         n = None
         if r["sel"] is None and r["mean"] is not None and r["std"] is None and "published" not in r["note"]:
-            n = 1  # PAPER.md 3.3: single-value rows are single runs
+            n = 1  # docs/paper-settings.md 3.3: single-value rows are single runs
         note = r["note"]
         if r["sel"] is None and "published" not in note:
             note = "; ".join(x for x in (note, "not in the CSV") if x)
@@ -469,7 +469,7 @@ EVAL512 = "trained on 512-token segments, evaluated in 128-token segments"
 T4 = [
     en("Tr-XL", 512, 512, "1.06", note="Tr-XL (Dai et al. 2019): published number (12-layer)", var="paper",
        csv_sel=False),
-    en("Tr-XL", 512, 512, "1.071", note="Tr-XL (ours): " + EVAL512 + " with eval cache 896 (PAPER.md 3.1)"),
+    en("Tr-XL", 512, 512, "1.071", note="Tr-XL (ours): " + EVAL512 + " with eval cache 896 (docs/paper-settings.md 3.1)"),
     en("Tr-XL", 128, 200, "1.140"),
     en("Tr-XL", 128, 100, "1.178"),
     en("Tr-XL", 128, 75, "1.196"),
@@ -483,12 +483,12 @@ T4 = [
     en("RMT", 128, 20, "1.301", k=0),
     en("RMT", 128, 20, "1.229", k=1),
     en("RMT", 128, 20, "1.222", k=2),
-    en("Baseline", 128, 0, "1.402", "0.002", note="extra CSV runs, not in Table 4 (PAPER.md 3.3)"),
-    en("Baseline", 512, 0, "1.391", note="extra CSV run, not in Table 4 (PAPER.md 3.3); " + EVAL512
+    en("Baseline", 128, 0, "1.402", "0.002", note="extra CSV runs, not in Table 4 (docs/paper-settings.md 3.3)"),
+    en("Baseline", 512, 0, "1.391", note="extra CSV run, not in Table 4 (docs/paper-settings.md 3.3); " + EVAL512
        + " with no context; the LM-RMT README's 'Transformer 1.39'"),
-    en("MemTr", 512, 256, "1.337", note="extra CSV run, not in Table 4 (PAPER.md 3.3); " + EVAL512, var="csv"),
+    en("MemTr", 512, 256, "1.337", note="extra CSV run, not in Table 4 (docs/paper-settings.md 3.3); " + EVAL512, var="csv"),
     en("Tr-XL+RMT", 128, 20, "1.303", k=0, cache=10, memory_note="10+20",
-       note="extra CSV run, not in Table 4 (PAPER.md 3.3)"),
+       note="extra CSV run, not in Table 4 (docs/paper-settings.md 3.3)"),
 ]
 emit_lm("T4", T4)
 
@@ -604,7 +604,7 @@ def build(runs):
             s = statistics.stdev(values) if len(values) > 1 else None
             d = decimals(mean) if mean is not None else MEAN_DECIMALS[e["metric"]]
             if e["n"] is not None and e["n"] != len(values):
-                raise AssertionError(f"{eid}: PAPER.md states {e['n']} runs, CSV filter gives {len(values)}")
+                raise AssertionError(f"{eid}: docs/paper-settings.md states {e['n']} runs, CSV filter gives {len(values)}")
             computed = []
             if mean is None:
                 mean = fmt(m, d)

@@ -5,9 +5,9 @@ Registered through the ``rmtzoo`` entry-point group (name ``hf``):
 - ``hf_encoder``: BERT, RoBERTa and DeBERTa-v2/v3 (``AutoModelForMaskedLM``: the encoder is the
   ``AutoModel`` inside it, the masked-LM head gives ``logits``). Bidirectional; each segment call is
   wrapped as ``[CLS] x [SEP]`` (``special_tokens``), so with the ``shared`` placement memory sits after
-  [CLS] and ``pooled`` is the [CLS] final state (PAPER.md 1.8).
+  [CLS] and ``pooled`` is the [CLS] final state (docs/paper-settings.md 1.8).
 - ``hf_decoder``: GPT-2 and Llama-style models (``AutoModelForCausalLM``); ``causal=True``: rmtzoo's masks
-  (the ``read_write`` placement's, PAPER.md 1.2) are honoured exactly.
+  (the ``read_write`` placement's, docs/paper-settings.md 1.2) are honoured exactly.
 - ``hf_t5``: T5 / T5 v1.1 / mT5 (``AutoModelForSeq2SeqLM``): the encoder is the segment backbone, the
   decoder generates the label (``classification_head``).
 - ``hf_bert``, ``hf_roberta``, ``hf_deberta_v2``, ``hf_gpt2``, ``hf_llama``: the same backbones with the

@@ -7,7 +7,7 @@ the sdpa kernel and DeBERTa, additive (0 / dtype minimum) for the eager kernels,
 scores. transformers >= 5 hands a 4D mask to the attention unchanged (``masking_utils``).
 
 [CLS] and [SEP] (encoders, ``special_tokens``). The segment call is wrapped as ``[CLS] x [SEP]``, x being
-what the placement assembled (with ``shared``: ``[mem x m] tokens``), so the layout is PAPER.md 1.8's
+what the placement assembled (with ``shared``: ``[mem x m] tokens``), so the layout is docs/paper-settings.md 1.8's
 ``[CLS] [mem x m] chunk [SEP]`` without its [SEP] after the memory: the backbone protocol does not say
 where the placement's memory ends, and the memory vectors are learned, so they can take that separator's
 role. In the mask, [CLS] and [SEP] are copies of one anchor position (they see what it sees and are seen

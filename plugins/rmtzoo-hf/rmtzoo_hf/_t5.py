@@ -1,5 +1,5 @@
 """T5 (T5, T5 v1.1, mT5-style ``T5ForConditionalGeneration``) as an rmtzoo backbone: encoder-decoder RMT
-(PAPER.md 1.8). The ENCODER is the segment backbone: memory goes into the encoder input (``shared``
+(docs/paper-settings.md 1.8). The ENCODER is the segment backbone: memory goes into the encoder input (``shared``
 placement, one memory state per segment), attention is bidirectional, and there is no cache. The DECODER
 generates the label: ``classification_head`` runs one decoder step from ``decoder_start_token_id`` over
 the last segment's encoder states and reads the logits of the label words.

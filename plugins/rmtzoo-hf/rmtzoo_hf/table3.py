@@ -1,6 +1,6 @@
-"""Table 3 (PAPER.md 4): Hyperpartisan news detection, test F1 by number of segments (1-4) for RMT on four
+"""Table 3 (docs/paper-settings.md 4): Hyperpartisan news detection, test F1 by number of segments (1-4) for RMT on four
 pretrained backbones, each with 10 memory tokens (``shared`` placement: memory after [CLS], written back
-from the final layer; ``rmt`` recurrence with full BPTT; the class from the last segment, PAPER.md 1.8).
+from the final layer; ``rmt`` recurrence with full BPTT; the class from the last segment, docs/paper-settings.md 1.8).
 
 Models and backbones: RMT BERT-base-cased (``hf_bert``), RMT RoBERTa-base (``hf_roberta``), RMT
 DeBERTa-v3-base (``hf_deberta_v2``), RMT T5-base (``hf_t5``, the decoder generates the label). x is the
@@ -14,7 +14,7 @@ Presets:
   ``[mem x 10] chunk`` with a 501-token chunk (the repo's T5 ``input_seq_len`` 1002/1503/2004 = n x 501),
   so the T5 input here is 511 tokens: the 512th is presumably the ``</s>`` T5's tokenizer appends
   (unverified), which ``hf_t5`` does not add.
-  The repo scripts' fine-tuning (PAPER.md 4): AdamW, weight decay 1e-3, linear schedule, 100 warm-up steps,
+  The repo scripts' fine-tuning (docs/paper-settings.md 4): AdamW, weight decay 1e-3, linear schedule, 100 warm-up steps,
   lr 1e-5 for the encoders and 1e-4 for T5, batch 16, 1,000 steps (the T5 script's count; the encoder
   scripts' is unrecorded), validation every 50 steps, the best validation-F1 checkpoint tested (the
   trainer keeps it for classification). Run it with ``--seeds 3`` (the paper's 3 seeds were 43-45; the
@@ -29,7 +29,7 @@ Presets:
 - ``smoke``: the tiny configs as they are (hidden 16), segments of 16 bytes, 40 embedded articles,
   2 steps: plumbing, not numbers.
 
-Deviations from the paper (PAPER.md 4 / 1.8):
+Deviations from the paper (docs/paper-settings.md 4 / 1.8):
 
 - Gradient clipping is by global norm (``torch.nn.utils.clip_grad_norm_``, 5.0): the trainer offers no
   value clipping, which the repo scripts used (grad-value clip 5.0: each gradient entry clamped to

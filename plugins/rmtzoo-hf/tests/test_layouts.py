@@ -1,4 +1,4 @@
-"""rmtzoo-hf: memory after [CLS] (PAPER.md 1.8), T5 with the decoder generating the label, padding masks,
+"""rmtzoo-hf: memory after [CLS] (docs/paper-settings.md 1.8), T5 with the decoder generating the label, padding masks,
 capabilities failing at validation, LoRA and freezing. Tiny random models, float64."""
 
 from __future__ import annotations

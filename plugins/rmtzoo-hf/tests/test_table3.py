@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("rmtzoo_hf", reason="pip install -e plugins/rmtzoo-hf")
 
 REFERENCE = packaged_reference()
-PAPER_F1 = {  # PAPER.md 4, Table 3
+PAPER_F1 = {  # docs/paper-settings.md 4, Table 3
     "RMT BERT-base-cased": (91.60, 94.12, 93.06, 94.34),
     "RMT RoBERTa-base": (94.87, 97.20, 96.72, 98.11),
     "RMT DeBERTa-v3-base": (94.17, 96.78, 94.80, 94.80),
