@@ -161,6 +161,8 @@ class RecurrencePolicy:
 
     bptt_depth: with memory carried, the number k of past segment transitions a segment's loss
         backpropagates through (None: all of them).
+    bptt_rerun: ``exact`` re-runs the last k segments from the memory of k segments ago;
+        ``newest_memory`` from the newest memory (the released LM code's behaviour).
     cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
     cache_scope: on sample tasks, ``per_sample`` starts every sample with an empty cache;
@@ -174,6 +176,7 @@ class RecurrencePolicy:
     cache_len: int = 0
     memory_reads_cache: bool = False
     cache_scope: str = "per_sample"
+    bptt_rerun: str = "exact"
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""

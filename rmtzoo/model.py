@@ -195,8 +195,8 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
-        Dropout draws new masks in the re-run.
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest,
+        which ``recurrence.bptt_rerun = "newest_memory"`` reproduces). Dropout draws new masks in the re-run.
         """
         k = self.policy.bptt_depth
         memory = state.memory
@@ -204,7 +204,7 @@ class RecurrentMemoryModel(nn.Module):
             return memory
         if k == 0 or not torch.is_grad_enabled():  # nothing to backpropagate into: no re-run
             return memory.detach()
-        memory = state.window[0].memory
+        memory = state.memory.detach() if self.policy.bptt_rerun == "newest_memory" else state.window[0].memory
         for past in state.window:
             _, written, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
