@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", help="run folder (default: runs/TASK-HASH)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+    p.add_argument("--continue", dest="continue_run", action="store_true",
+                   help="train a finished run further (to a higher train.steps, or past train.stop_at)")
     _runtime_options(p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (a run folder or a checkpoint folder)")
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except RmtzooError as exc:
+        print(f"rmtzoo: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a full disk, a read-only folder: one line, as for a bad input
         print(f"rmtzoo: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -263,7 +268,8 @@ def _cmd_train(args) -> int:
     device = _runtime(args)
     run_dir = args.run_dir or f"runs/{config.task.kind if config.task else 'model'}-{config.content_hash()}"
     print(f"run folder: {run_dir}")
-    train(config, run_dir, registry=registry, resume=not args.no_resume, device=str(device))
+    train(config, run_dir, registry=registry, resume=not args.no_resume, device=str(device),
+          continue_run=args.continue_run)
     return 0
 
 
