@@ -256,7 +256,14 @@ class RecurrentMemoryModel(nn.Module):
             keys = torch.cat([cache_valid, self._positions_valid(padding_mask, ids.shape[1], b, tokens.device)], 1)
             # padded keys hidden from every query; each query keeps its own key, so no row is empty
             mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
-        out = self.backbone(inputs, mask=mask, cache=cache)
+        if not self.capabilities.arbitrary_mask:
+            # a causal-order-only backbone (an SSM) sees each position every earlier one; validation made
+            # sure the mask hides none of those, so handing it no mask loses nothing the mask allows
+            if mask.dim() == 3 or (torch.ones_like(mask).tril(n_cache) & ~mask).any():
+                raise InputError("this backbone follows its causal order only; the mask hides a key it would see")
+            out = self.backbone(inputs, mask=None, cache=cache)
+        else:
+            out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
         return hidden, written, out.layer_inputs, getattr(out, "pooled", None), inputs, mask
 

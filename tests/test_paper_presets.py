@@ -104,10 +104,11 @@ def test_a_separate_test_cap_limits_the_test_run_only(tmp_path, monkeypatch):
     capped = rmtzoo.load_config({**BASE, "eval": {**BASE["eval"], "test_max_batches": 1}}, registry=registry)
     assert "test_max_batches" not in plain.model_dump()["eval"] and capped.content_hash() != plain.content_hash()
     trainer = Trainer(capped, tmp_path / "run", registry=registry, log=lambda *a, **k: None, device="cpu")
-    assert trainer.evaluate("test")["samples"] == 4  # 1 batch of 4
+    assert trainer.evaluate("test")["samples"] == trainer.evaluate("test", whole=True)["samples"] == 4  # 1 batch
     assert trainer.evaluate("valid")["samples"] == 12  # max_batches 3
+    assert trainer._test()["test/samples"] == 4  # the final test too
     plain_trainer = Trainer(plain, tmp_path / "plain", registry=registry, log=lambda *a, **k: None, device="cpu")
-    assert plain_trainer.evaluate("test")["samples"] == 12  # unset: the test takes max_batches
+    assert plain_trainer._test()["test/samples"] == 16  # unset: the final test covers the whole split
     torch.set_rng_state(state)
     random.setstate(py_state)
     with pytest.raises(rmtzoo.ConfigError, match=r"eval\.test_max_batches"):
