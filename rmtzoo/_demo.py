@@ -1,7 +1,7 @@
 """``rmtzoo demo``: the configured model trained by the trainer on a small copy task, in a temporary run
 folder that is removed afterwards.
 
-Copy as in the paper (PAPER.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss on the 2n target
+Copy as in the paper (docs/paper-settings.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss on the 2n target
 positions; n = segment length, so a sample spans three segments and the answer can only be produced
 through memory (or a cache). A config without a task block gets this copy task, with as many training
 samples as ``train.steps x train.batch_size`` (each seen once) and 256 held-out test samples, scored

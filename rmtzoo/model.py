@@ -195,8 +195,8 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
-        Dropout draws new masks in the re-run.
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest,
+        which ``recurrence.bptt_rerun = "newest_memory"`` reproduces). Dropout draws new masks in the re-run.
         """
         k = self.policy.bptt_depth
         memory = state.memory
@@ -204,7 +204,7 @@ class RecurrentMemoryModel(nn.Module):
             return memory
         if k == 0 or not torch.is_grad_enabled():  # nothing to backpropagate into: no re-run
             return memory.detach()
-        memory = state.window[0].memory
+        memory = state.memory.detach() if self.policy.bptt_rerun == "newest_memory" else state.window[0].memory
         for past in state.window:
             _, written, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
@@ -256,7 +256,14 @@ class RecurrentMemoryModel(nn.Module):
             keys = torch.cat([cache_valid, self._positions_valid(padding_mask, ids.shape[1], b, tokens.device)], 1)
             # padded keys hidden from every query; each query keeps its own key, so no row is empty
             mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
-        out = self.backbone(inputs, mask=mask, cache=cache)
+        if not self.capabilities.arbitrary_mask:
+            # a causal-order-only backbone (an SSM) sees each position every earlier one; validation made
+            # sure the mask hides none of those, so handing it no mask loses nothing the mask allows
+            if mask.dim() == 3 or (torch.ones_like(mask).tril(n_cache) & ~mask).any():
+                raise InputError("this backbone follows its causal order only; the mask hides a key it would see")
+            out = self.backbone(inputs, mask=None, cache=cache)
+        else:
+            out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
         return hidden, written, out.layer_inputs, getattr(out, "pooled", None), inputs, mask
 

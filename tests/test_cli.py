@@ -239,9 +239,10 @@ def test_plugins_lists_builtins(capsys):
     for name in TASK_BUILTINS:
         assert plugins[name]["hooks"] == ["rmtzoo_register_tasks"]
     assert plugins["rmtzoo.loggers.jsonl"]["hooks"] == [
-        "rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started"
+        "rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed", "rmtzoo_run_started"
     ]
-    assert plugins["rmtzoo.loggers.tensorboard"]["hooks"] == ["rmtzoo_metrics_logged", "rmtzoo_run_finished"]
+    assert plugins["rmtzoo.loggers.tensorboard"]["hooks"] == [
+        "rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed"]
     assert "rmtzoo.train._loggers.JsonlLogger" in out
 
 
