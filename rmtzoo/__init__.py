@@ -37,6 +37,7 @@ from rmtzoo._config import (
     load_config,
 )
 from rmtzoo._errors import (
+    CheckpointError,
     ConfigError,
     DuplicateComponentError,
     InputError,
@@ -59,6 +60,7 @@ __all__ = [
     "BackboneOutput",
     "BackboneSpec",
     "BenchmarkSpec",
+    "CheckpointError",
     "ConfigError",
     "DuplicateComponentError",
     "ExperimentConfig",

@@ -38,12 +38,20 @@ class BackboneCapabilities:
         returned it, or None for an empty one) and ``write_positions`` (the slice of ``x`` holding the
         write memory, whose outputs update it), and returns the updated memory as
         ``BackboneOutput.associative`` (ARMT, :mod:`rmtzoo.backbones.armt`).
+    arbitrary_mask: False for a backbone that follows its own causal order only (a state-space model or
+        an RNN): each position sees every earlier one, over ``[cache, read memory, segment, write
+        memory]``, and nothing else can be hidden. The model then hands it ``mask=None``. A placement or
+        recurrence whose mask hides a key causal order shows (memory that must not read the cache:
+        ``memory_reads_cache = false``) is rejected at validation; where the mask shows more than causal
+        order (RMT's write memory sees all write tokens; here each write token sees the earlier ones
+        only, and read memory the earlier read tokens), the backbone sees less, never more.
     """
 
     causal: bool
     accepts_cache: bool
     per_sample_mask: bool = False
     associative_memory: bool = False
+    arbitrary_mask: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class RecurrencePolicy:
 
     bptt_depth: with memory carried, the number k of past segment transitions a segment's loss
         backpropagates through (None: all of them).
+    bptt_rerun: ``exact`` re-runs the last k segments from the memory of k segments ago;
+        ``newest_memory`` from the newest memory (the released LM code's behaviour).
     cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
     carries_associative: the backbone's associative memory is carried (ARMT); BPTT depth bounds the
@@ -185,6 +195,7 @@ class RecurrencePolicy:
     memory_reads_cache: bool = False
     carries_associative: bool = False
     cache_scope: str = "per_sample"
+    bptt_rerun: str = "exact"
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""

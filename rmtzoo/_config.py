@@ -171,11 +171,15 @@ class TrainConfig(Params):
 
 class EvalConfig(Params):
     """every: evaluate on the validation split every N steps (and keep the best checkpoint).
-    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2)."""
+    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2).
+    test_max_batches: a cap for the test split (the final test run included), as the authors'
+        ``max_test_steps`` did; unset, the final test covers the whole test split. Left out of the
+        dumped config (and the hash) while unset."""
 
     batch_size: PositiveInt = 32
     every: PositiveInt = 1000
     max_batches: PositiveInt | None = None
+    test_max_batches: PositiveInt | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class ExperimentConfig(Params):
@@ -249,6 +253,8 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
             f"{backbone.name!r} has none; use backbone.kind one of: {', '.join(able) or '(none registered)'}, "
             f"or recurrence.kind one of: {', '.join(ok_recurrences)}"
         )
+    if not caps.arbitrary_mask:
+        _check_causal_order(config, registry, backbone.name)
     if config.task is not None:
         task = registry.get("tasks", config.task.kind)
         for flag in task.needs:
@@ -265,6 +271,30 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
                 raise ConfigError(
                     f"backbone.vocab_size: {have} is smaller than task {task.name!r}'s vocabulary of {need}"
                 )
+
+
+def _check_causal_order(config: ExperimentConfig, registry: Registry, backbone: str) -> None:
+    """A causal-order-only backbone shows each position every earlier one: the placement's mask must not
+    hide any of those keys (checked on a small layout; placement masks are structural)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # validation leaves the global RNG alone
+        placement = registry.get("memory_placements", config.memory.kind).build(config.memory.params, d_model=1)
+    policy = registry.get("recurrences", config.recurrence.kind).build(config.recurrence.params)
+    n_cache = 2 if policy.cache_len else 0
+    mask = placement.mask(3, n_cache, causal=True, memory_reads_cache=policy.memory_reads_cache)  # [S, C+S]
+    order = torch.ones(mask.shape, dtype=torch.bool).tril(n_cache)
+    if (order & ~mask).any():
+        if policy.cache_len and "memory_reads_cache" in type(config.recurrence.params).model_fields:
+            fix = "recurrence.memory_reads_cache: set it to true (memory tokens then read the Transformer-XL cache)"
+        elif policy.cache_len:
+            fix = f"recurrence.kind: {config.recurrence.kind!r} keeps memory from reading the cache"
+        else:
+            fix = f"memory.kind: {config.memory.kind!r} hides keys that come earlier in the sequence"
+        raise ConfigError(
+            f"{fix.split(':')[0]}: backbone {backbone!r} follows its causal order only and cannot hide what the "
+            f"{config.memory.kind!r} placement's mask hides; {fix.split(': ', 1)[1]}"
+        )
 
 
 def _declares(spec, flag: str) -> bool:

@@ -1,68 +1,57 @@
-"""``rmtzoo demo``: train the configured model for a few steps on an in-memory copy task.
+"""``rmtzoo demo``: the configured model trained by the trainer on a small copy task, in a temporary run
+folder that is removed afterwards.
 
-Copy as in the paper (docs/paper-settings.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss and accuracy on
-the 2n target positions; n = segment length, so a sample spans three segments and the answer can only
-be produced through memory (or a cache). This is a demonstration; the trainer (``rmtzoo train``) and
-the task registry replace it.
+Copy as in the paper (docs/paper-settings.md 2.1): ``x1..xn 1 x1..xn x1..xn``, symbols 2..11, loss on the 2n target
+positions; n = segment length, so a sample spans three segments and the answer can only be produced
+through memory (or a cache). A config without a task block gets this copy task, with as many training
+samples as ``train.steps x train.batch_size`` (each seen once) and 256 held-out test samples, scored
+greedily without teacher forcing.
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
 
-import torch
-
-from rmtzoo._build import build_model
+from rmtzoo._errors import ConfigError
 
 
-def copy_batch(batch_size: int, n: int, generator: torch.Generator):
-    """inputs [B, 3n] and targets [B, 3n] (targets -100 on the source part)."""
-    src = torch.randint(2, 12, (batch_size, n), generator=generator)
-    start = torch.ones(batch_size, 1, dtype=torch.long)
-    full = torch.cat([src, start, src, src], dim=1)  # [B, 3n+1]
-    inputs, targets = full[:, :-1], full[:, 1:].clone()  # [B, 3n]
-    targets[:, : n] = -100
-    return inputs, targets
+def demo_config(config, *, registry=None):
+    """``config`` with the copy task when it has no task block, validated once more."""
+    from rmtzoo._config import load_config
+
+    vocab = getattr(config.backbone.params, "vocab_size", None)
+    if vocab is not None and vocab < 12:
+        raise ConfigError(f"backbone.vocab_size: the demo's copy task needs at least 12, got {vocab}")
+    if config.task is not None:
+        return config
+    n, t = config.segment.length, config.train
+    distinct = 10**n if n < 8 else 10**8
+    held = min(256, distinct // 10)
+    data = config.model_dump(mode="json")
+    data["task"] = {"kind": "copy", "src_len": n, "train_size": max(1, min(t.steps * t.batch_size, distinct - 2 * held)),
+                    "valid_size": max(1, held), "test_size": max(1, held)}
+    data["eval"] = {**data["eval"], "every": t.steps, "batch_size": 256}
+    data["train"] = {**data["train"], "log_every": min(50, t.steps)}
+    return load_config(data, registry=registry)
 
 
-def run_demo(config, *, registry=None, log=print, device="cpu") -> dict[str, float]:
-    torch.manual_seed(config.seed)
-    model = build_model(config, registry=registry, device=device)
-    n = config.segment.length
-    if model.vocab_size < 12:
-        from rmtzoo._errors import ConfigError
+def run_demo(config, *, registry=None, log=print, device="auto") -> dict:
+    from rmtzoo._build import build_model
+    from rmtzoo.train import train
 
-        raise ConfigError(f"backbone.vocab_size: the demo's copy task needs at least 12, got {model.vocab_size}")
+    config = demo_config(config, registry=registry)
+    model = build_model(config, registry=registry)
     n_params = sum(p.numel() for p in model.parameters())
     log(
         f"model: backbone={config.backbone.kind} memory={config.memory.kind} recurrence={config.recurrence.kind} "
         f"attention={model.attention_name} params={n_params:,} config={config.content_hash()}"
     )
-    log(f"task: copy {n} -> {2 * n} symbols, {3 * n} tokens in 3 segments of {n}")
-    gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    bsz = config.train.batch_size
-    start, tokens, metrics = time.perf_counter(), 0, {}
-    for step in range(1, config.train.steps + 1):
-        model.train()
-        inputs, targets = (t.to(device) for t in copy_batch(bsz, n, gen))
-        logits = model.forward_sequence(inputs).logits  # [B, 3n, V]
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-        opt.step()
-        tokens += inputs.numel()
-        if step % 50 == 0 or step == config.train.steps:
-            rate = tokens / (time.perf_counter() - start)
-            log(f"step {step:>5}  loss {loss.item():.4f}  tokens/s {rate:,.0f}")
-    model.eval()
-    with torch.no_grad():
-        inputs, targets = (t.to(device) for t in copy_batch(256, n, torch.Generator().manual_seed(config.seed + 1)))
-        pred = model.forward_sequence(inputs).logits.argmax(-1)
-        on_target = targets != -100
-        acc = (pred[on_target] == targets[on_target]).float().mean().item()
-    metrics = {"loss": loss.item(), "target_accuracy": acc}
-    log(f"held-out teacher-forced target accuracy: {acc:.3f} (chance 0.10)")
-    return metrics
+    if config.task.kind == "copy":
+        n = config.task.params.src_len
+        log(f"task: copy {n} -> {2 * n} symbols, {3 * n} tokens in {3 * n // config.segment.length} segments "
+            f"of {config.segment.length}")
+    with tempfile.TemporaryDirectory(prefix="rmtzoo-demo-") as run_dir:
+        results = train(config, run_dir, registry=registry, log=log, device=str(device))
+    if "test/accuracy" in results:
+        log(f"held-out greedy target accuracy: {results['test/accuracy']:.3f} (chance 0.10)")
+    return results

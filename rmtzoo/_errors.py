@@ -38,3 +38,7 @@ def unknown_name(axis: str, name: str, known: list[str]) -> UnknownComponentErro
     return UnknownComponentError(
         f"unknown {axis} {name!r}{hint} (registered: {', '.join(sorted(known)) or 'none'})"
     )
+
+
+class CheckpointError(RmtzooError):
+    """A run folder or checkpoint is damaged, incomplete, in use or does not fit its config."""

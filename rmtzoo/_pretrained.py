@@ -292,8 +292,10 @@ def load_run(folder: Path, *, device="cpu", registry=None) -> Pretrained:
     if config.train.curriculum is not None:  # the segment count the checkpoint was trained at (trainer state)
         state = load_checkpoint(folder, model, map_location=device)
         set_segment_count(model, task, config.train.curriculum.segments[state["curriculum_index"]])
-    else:  # the weights alone: nothing unpickled
-        load_weights(model, folder / "model.safetensors", device=device)
+    else:  # the weights alone
+        from rmtzoo.train._checkpoint import load_weights as load_checkpoint_weights
+
+        load_checkpoint_weights(folder, model, map_location=device)  # a damaged file: one line
     model.eval()
     results_file = folder.parent.parent / "results.json"
     results = {}

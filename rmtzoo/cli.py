@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", help="run folder (default: runs/TASK-HASH)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+    p.add_argument("--continue", dest="continue_run", action="store_true",
+                   help="train a finished run further (to a higher train.steps, or past train.stop_at)")
     _runtime_options(p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (a run folder or a checkpoint folder)")
@@ -131,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         b.add_argument("--all", action="store_true", help="every registered benchmark")
         b.add_argument("--preset", default="smoke", help="paper, small or smoke (default: smoke)")
         b.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+        b.add_argument("--backbone", metavar="NAME", help="swap every cell's backbone for NAME, keeping the "
+                       "fields both backbones have (vocab_size, d_model, n_layer, ...) and NAME's defaults otherwise")
         if name == "run":
             b.add_argument("--filter", metavar="EXPR", help="only cells whose labels match, e.g. model=RMT,segments=3")
             b.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per cell (default 1)")
@@ -160,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except RmtzooError as exc:
+        print(f"rmtzoo: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a full disk, a read-only folder: one line, as for a bad input
         print(f"rmtzoo: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -261,7 +268,8 @@ def _cmd_train(args) -> int:
     device = _runtime(args)
     run_dir = args.run_dir or f"runs/{config.task.kind if config.task else 'model'}-{config.content_hash()}"
     print(f"run folder: {run_dir}")
-    train(config, run_dir, registry=registry, resume=not args.no_resume, device=str(device))
+    train(config, run_dir, registry=registry, resume=not args.no_resume, device=str(device),
+          continue_run=args.continue_run)
     return 0
 
 
@@ -383,7 +391,7 @@ def _cmd_bench(args) -> int:
                    "plugins_dirs": list(args.plugins_dir), "block": list(args.block)}
         summary = bench.run_benchmark(registry, names, preset=args.preset, seeds=args.seeds, filter_expr=args.filter,
                                       shard=args.shard, workers=args.workers, results_dir=args.results,
-                                      registry_options=options, executor=args.executor,
+                                      registry_options=options, executor=args.executor, backbone=args.backbone,
                                       submitit_options={"cells_per_job": args.cells_per_job,
                                                         "partition": args.slurm_partition, "time_min": args.slurm_time,
                                                         "gpus": args.slurm_gpus, "cpus": args.slurm_cpus})
@@ -403,7 +411,7 @@ def _cmd_bench(args) -> int:
                       seeds=args.seeds, **kwargs))
         return 0
     for path in bench.report(registry, names, preset=args.preset, results_dir=args.results,
-                             reports_dir=args.reports, **kwargs):
+                             reports_dir=args.reports, backbone=args.backbone, **kwargs):
         print(path)
     return 0
 

@@ -97,6 +97,18 @@ def rmtzoo_run_started(run):
 
 
 @hookspec
+def rmtzoo_run_resumed(run, step):
+    """Observe a run resuming from its checkpoint at ``step``, instead of ``rmtzoo_run_started``.
+
+    :param run: the :class:`rmtzoo.RunInfo` of the run.
+    :param step: the checkpoint's step; metrics logged for later steps before the resume are superseded
+        (the steps are trained again), so a logger should drop or mark them.
+
+    Called once, before the first resumed step. Return value ignored.
+    """
+
+
+@hookspec
 def rmtzoo_metrics_logged(run, step, metrics):
     """Observe metrics as they are logged.
 
@@ -114,7 +126,8 @@ def rmtzoo_run_finished(run, status, metrics):
 
     :param run: the :class:`rmtzoo.RunInfo` of the run.
     :param status: ``"completed"``, ``"failed"`` or ``"interrupted"``.
-    :param metrics: the final ``dict[str, float]`` (may be empty when the run failed).
+    :param metrics: the test metrics of a completed run (``test/...`` and ``step``, as in ``results.json``);
+        empty when the run failed or was interrupted.
 
     Called once, also when the run fails. Return value ignored.
     """

@@ -219,8 +219,8 @@ class RecurrentMemoryModel(nn.Module):
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
-        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest).
-        Dropout draws new masks in the re-run.
+        of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest,
+        which ``recurrence.bptt_rerun = "newest_memory"`` reproduces). Dropout draws new masks in the re-run.
         """
         policy, k = self.policy, self.policy.bptt_depth
         memory = state.memory
@@ -230,8 +230,10 @@ class RecurrentMemoryModel(nn.Module):
             return memory, associative
         if k == 0 or not torch.is_grad_enabled():  # nothing to backpropagate into: no re-run
             return (_detach(memory) if policy.carries_memory else memory), _detach(associative)
-        memory = state.window[0].memory if policy.carries_memory else memory
-        associative = state.window[0].associative
+        newest = policy.bptt_rerun == "newest_memory"
+        if policy.carries_memory:
+            memory = state.memory.detach() if newest else state.window[0].memory
+        associative = _detach(state.associative) if newest and policy.carries_associative else state.window[0].associative
         for past in state.window:
             _, written, _, _, updated, *_ = self._checkpointed(
                 self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid, associative
@@ -288,7 +290,13 @@ class RecurrentMemoryModel(nn.Module):
             keys = torch.cat([cache_valid, self._positions_valid(padding_mask, ids.shape[1], b, tokens.device)], 1)
             # padded keys hidden from every query; each query keeps its own key, so no row is empty
             mask = (mask[None] & keys[:, None, :]) | self_keys(s, n_cache, device=tokens.device)  # [B, S, C+S]
-        if self.capabilities.associative_memory:
+        if not self.capabilities.arbitrary_mask:
+            # a causal-order-only backbone (an SSM) sees each position every earlier one; validation made
+            # sure the mask hides none of those, so handing it no mask loses nothing the mask allows
+            if mask.dim() == 3 or (torch.ones_like(mask).tril(n_cache) & ~mask).any():
+                raise InputError("this backbone follows its causal order only; the mask hides a key it would see")
+            out = self.backbone(inputs, mask=None, cache=cache)
+        elif self.capabilities.associative_memory:
             out = self.backbone(
                 inputs, mask=mask, cache=cache, associative=associative,
                 write_positions=self._write_positions(ids.shape[1]),

@@ -19,9 +19,16 @@ from rmtzoo._registry import hookimpl
 
 
 class RmtParams(Params):
-    """bptt_depth: k previous segments a loss backpropagates through (None: all; 0: none)."""
+    """bptt_depth: k previous segments a loss backpropagates through (None: all; 0: none).
+
+    bptt_rerun: where the re-run of the last k segments starts. ``exact`` (default): from the memory of
+    k segments ago, so the forward values equal those without the re-run (truncated BPTT). ``newest_memory``:
+    from the newest memory, as the released LM code did (its reset to the older memory has no effect), so
+    the memory a segment reads has passed through its k predecessors twice. Left out of the dumped
+    config (and the hash) at its default."""
 
     bptt_depth: NonNegativeInt | None = None
+    bptt_rerun: Literal["exact", "newest_memory"] = Field("exact", exclude_if=lambda v: v == "exact")
 
 
 class XlParams(Params):
@@ -61,7 +68,7 @@ def rmtzoo_register_recurrences(register):
             name="rmt",
             summary="RMT memory recurrence with BPTT depth k (all segments when unset)",
             params=RmtParams,
-            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth),
+            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth, bptt_rerun=p.bptt_rerun),
             carries_memory=True,
             uses_cache=False,
             test_params={"bptt_depth": 1},
@@ -86,6 +93,7 @@ def rmtzoo_register_recurrences(register):
             build=lambda p: RecurrencePolicy(
                 carries_memory=True,
                 bptt_depth=p.bptt_depth,
+                bptt_rerun=p.bptt_rerun,
                 cache_len=p.cache_len,
                 memory_reads_cache=p.memory_reads_cache,
                 cache_scope=p.cache_scope,

@@ -19,6 +19,7 @@ from rmtzoo.model import StepOutput
 from rmtzoo.tasks import hyperpartisan as hp
 from rmtzoo.tasks.classification import classification_metrics, right_align
 from rmtzoo.train import Trainer, find_checkpoint, train
+from rmtzoo.train._checkpoint import read_trainer_state
 
 F64 = torch.float64
 TINY = {"kind": "transformer_xl", "vocab_size": 13, "n_layer": 2, "n_head": 2, "d_model": 16, "d_head": 8,
@@ -277,7 +278,7 @@ def test_a_resumed_classification_run_ends_with_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed == full
     best = json.loads((tmp_path / "full" / "checkpoints" / "best.json").read_text())
-    state = torch.load(Path(tmp_path / "full" / "checkpoints" / best["path"]) / "trainer.pt", weights_only=False)
+    state = read_trainer_state(Path(tmp_path / "full" / "checkpoints" / best["path"]))
     assert state["best"] <= 0  # best is chosen on validation F1 (stored negated: lower is better)
 
 

@@ -328,3 +328,69 @@ def test_selective_checkpointing_runs_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, grads, _ = _bptt_grads(config, n_segments=3)
     assert torch.isfinite(loss) and grads["placement.memory"].abs().sum() > 0
+
+
+# -- (7) the released code's behaviours as named options ---------------------------------------------
+def test_lm_rmt_rel_shift_is_the_zero_pad_skew_with_its_wrapped_values_right_of_a_query():
+    n_cache, s = 2, 5
+    k = n_cache + s
+    position = torch.arange(s * k, dtype=torch.float).view(s, k) + 1  # every entry distinct and nonzero
+    got = txl.lm_rmt_rel_shift(position, k)
+    for i in range(s):
+        for j in range(k):
+            if j <= n_cache + i:  # at or left of the query: distance C+i-j, column K-1-(C+i-j)
+                want = position[i, k - 1 - (n_cache + i - j)]
+            elif j == n_cache + i + 1:
+                want = torch.tensor(0.0)
+            else:  # further right: the next query row's term
+                want = position[i + 1, j - n_cache - i - 2]
+            assert got[i, j] == want, (i, j)
+    signed = txl.rel_shift(torch.cat([position, position[:, -1:]], dim=1), k)  # one spare column: ahead 1
+    causal = torch.ones(s, k, dtype=torch.bool).tril(n_cache)
+    assert torch.equal(got[causal], signed[causal])
+
+
+def _logits(config, ids):
+    torch.manual_seed(0)
+    model = _nonzero_biases(rmtzoo.build_model(rmtzoo.load_config(config, registry=REGISTRY), registry=REGISTRY))
+    model.eval()
+    return model.forward_sequence(ids).logits
+
+
+@pytest.mark.parametrize("memory", ["none", "read_write", "shared"])
+def test_lm_rmt_distances_change_the_logits_only_where_a_key_sits_right_of_its_query(memory):
+    ids = torch.randint(0, 13, (2, 12), generator=torch.Generator().manual_seed(3))
+    recurrence = {"kind": "xl", "cache_len": 4} if memory == "none" else {"kind": "rmt"}
+    signed = _config(memory, recurrence)
+    signed["backbone"] = {**signed["backbone"], "init_std": 0.3}  # weights large enough for the term to tell
+    lm_rmt = {**signed, "backbone": {**signed["backbone"], "relative_distances": "lm_rmt"}}
+    a, b = _logits(signed, ids), _logits(lm_rmt, ids)
+    if memory == "none":  # plain causal segments with a cache: no key right of a query
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    else:  # memory slots read later memory slots: the segment tokens read that memory
+        assert (a - b).abs().max() > 1e-3
+    assert "relative_distances" not in rmtzoo.load_config(signed, registry=REGISTRY).model_dump()["backbone"]
+
+
+def test_bptt_rerun_newest_memory_changes_what_a_segment_reads_and_exact_does_not():
+    """With k = 1 the exact re-run reproduces the memory the segment would read anyway (same forward
+    values as without a gradient); the released LM code's re-run from the newest memory does not."""
+    ids = torch.randint(0, 13, (2, 16), generator=torch.Generator().manual_seed(4))
+    out = {}
+    for rerun in ("exact", "newest_memory"):
+        config = _config(recurrence={"kind": "rmt", "bptt_depth": 1, "bptt_rerun": rerun})
+        config["backbone"]["init_std"] = 0.3  # weights large enough for the memory to tell
+        torch.manual_seed(0)
+        model = rmtzoo.build_model(rmtzoo.load_config(config, registry=REGISTRY), registry=REGISTRY).eval()
+        with torch.no_grad():
+            plain = model.forward_sequence(ids).logits  # no gradient: no re-run
+        with torch.enable_grad():
+            rerun_logits = model.forward_sequence(ids).logits.detach()
+        out[rerun] = (plain, rerun_logits)
+    torch.testing.assert_close(out["exact"][1], out["exact"][0], rtol=0, atol=1e-5)
+    first_two = slice(0, 8)  # segments 1-2: nothing to re-run yet
+    torch.testing.assert_close(out["newest_memory"][1][:, first_two], out["newest_memory"][0][:, first_two])
+    assert (out["newest_memory"][1][:, 8:] - out["newest_memory"][0][:, 8:]).abs().max() > 1e-2
+    exact = rmtzoo.load_config(_config(recurrence={"kind": "rmt", "bptt_depth": 1, "bptt_rerun": "exact"}),
+                               registry=REGISTRY)
+    assert "bptt_rerun" not in exact.model_dump()["recurrence"]

@@ -16,7 +16,7 @@ from rmtzoo import _builtins, hookspecs
 from rmtzoo._registry import HOOK_OF_AXIS
 
 TESTS = Path(__file__).resolve().parent
-OBSERVER_HOOKS = ["rmtzoo_run_started", "rmtzoo_metrics_logged", "rmtzoo_run_finished"]
+OBSERVER_HOOKS = ["rmtzoo_run_started", "rmtzoo_run_resumed", "rmtzoo_metrics_logged", "rmtzoo_run_finished"]
 # the built-in plugins that observe runs (the loggers) and those that register tasks
 OBSERVER_BUILTINS = [n for n, p in _builtins.PLUGINS if any(hasattr(p, h) for h in OBSERVER_HOOKS)]
 TASK_BUILTINS = [n for n, p in _builtins.PLUGINS if hasattr(p, "rmtzoo_register_tasks")]
@@ -35,9 +35,9 @@ HOOKS = sorted(hookspec_functions())
 
 
 def test_hookspecs_found():
-    # six registration hooks (one per axis) and three run observers, nothing else
+    # six registration hooks (one per axis) and four run observers, nothing else
     assert set(HOOKS) == set(HOOK_OF_AXIS.values()) | set(OBSERVER_HOOKS)
-    assert len(HOOKS) == 9
+    assert len(HOOKS) == 10
     assert all(name.startswith("rmtzoo_") for name in HOOKS)
 
 
@@ -84,6 +84,10 @@ class Recorder:
         return "ignored"
 
     @rmtzoo.hookimpl
+    def rmtzoo_run_resumed(self, run, step):
+        self.log.append((self.tag, "resumed", run, step))
+
+    @rmtzoo.hookimpl
     def rmtzoo_metrics_logged(self, run, step, metrics):
         self.log.append((self.tag, "metrics", run, step, dict(metrics)))
 
@@ -123,8 +127,8 @@ def test_builtin_loggers_are_observers(bare_registry):
     infos = {p.name: p for p in bare_registry.plugins()}
     assert infos["rmtzoo.loggers.jsonl"].source == "builtin"
     assert infos["rmtzoo.loggers.jsonl"].hooks == tuple(sorted(OBSERVER_HOOKS))
-    assert infos["rmtzoo.loggers.tensorboard"].hooks == ("rmtzoo_metrics_logged", "rmtzoo_run_finished")
-    assert infos["rmtzoo.loggers.wandb"].hooks == tuple(sorted(OBSERVER_HOOKS))
+    assert infos["rmtzoo.loggers.tensorboard"].hooks == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed")
+    assert infos["rmtzoo.loggers.wandb"].hooks == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started")
 
 
 def test_builtin_jsonl_logger_writes_metrics(bare_registry, tmp_path):

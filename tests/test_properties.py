@@ -37,11 +37,14 @@ def test_validation_matches_the_declared_capabilities(combo, registry):
     placement = registry.get("memory_placements", combo.memory)
     recurrence = registry.get("recurrences", combo.recurrence)
     caps = capabilities(combo)
+    policy = recurrence.build(recurrence.params.model_validate(combo.recurrence_params))
     expected = (
         (caps.causal or not placement.requires_causal)
         and (placement.has_memory or not recurrence.carries_memory)
         and (caps.accepts_cache or not recurrence.uses_cache)
         and (caps.associative_memory or not recurrence.carries_associative)
+        # a causal-order-only backbone cannot keep memory from reading the cache
+        and (caps.arbitrary_mask or not (policy.cache_len and placement.has_memory and not policy.memory_reads_cache))
     )
     assert is_valid(combo, registry) == expected, combo.id
     if expected:  # a valid config also builds

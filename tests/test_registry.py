@@ -21,7 +21,7 @@ from rmtzoo._registry import HOOK_OF_AXIS
 BUILTINS = [name for name, _ in _builtins.PLUGINS]  # built-ins load first, in this order
 # the built-ins that register tasks, and those that observe runs (the loggers)
 TASK_BUILTINS = [name for name, plugin in _builtins.PLUGINS if hasattr(plugin, "rmtzoo_register_tasks")]
-OBSERVER_HOOKS = ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started")
+OBSERVER_HOOKS = ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed", "rmtzoo_run_started")
 OBSERVER_BUILTINS = [name for name, plugin in _builtins.PLUGINS if any(hasattr(plugin, h) for h in OBSERVER_HOOKS)]
 SAMPLE_TASKS = {"copy", "reverse", "associative_retrieval", "quadratic_equations"}
 REPO = Path(__file__).resolve().parent.parent
@@ -163,8 +163,8 @@ def test_builtins_only():
     assert {registry.provider("tasks", t) for t in registry.names("tasks")} <= set(TASK_BUILTINS)
     assert OBSERVER_BUILTINS == ["rmtzoo.loggers.jsonl", "rmtzoo.loggers.tensorboard", "rmtzoo.loggers.wandb"]
     assert hooks["rmtzoo.loggers.jsonl"] == OBSERVER_HOOKS
-    assert hooks["rmtzoo.loggers.tensorboard"] == ("rmtzoo_metrics_logged", "rmtzoo_run_finished")
-    assert hooks["rmtzoo.loggers.wandb"] == OBSERVER_HOOKS
+    assert hooks["rmtzoo.loggers.tensorboard"] == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_resumed")
+    assert hooks["rmtzoo.loggers.wandb"] == ("rmtzoo_metrics_logged", "rmtzoo_run_finished", "rmtzoo_run_started")
 
 
 def test_axis_aliases():

@@ -11,6 +11,7 @@ from conftest import KillAt
 import rmtzoo
 from rmtzoo.tasks.lm import ordered_streams, stream_segments
 from rmtzoo.train import Trainer, build_task, prepare_model, train
+from rmtzoo.train._checkpoint import read_trainer_state
 
 CONFIG = {
     "seed": 0,
@@ -48,7 +49,7 @@ def test_stream_training_resumes_exactly_with_carried_bptt_state(tmp_path):
         train(config, tmp_path / "split", registry=registry, log=lambda *a: None)
     except KeyboardInterrupt:
         pass
-    state = torch.load(tmp_path / "split/checkpoints/step-00000005/trainer.pt", weights_only=False)
+    state = read_trainer_state(tmp_path / "split/checkpoints/step-00000005")
     assert state["stream_pos"] == 5 * 8 and state["stream_state"].n_segments == 5
     assert len(state["stream_state"].window) == 2  # the BPTT-2 window travels with the checkpoint
     resumed = train(config, tmp_path / "split", registry=rmtzoo.Registry(environ={}), log=lambda *a: None)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from conftest import KillAt
 from safetensors.torch import load_file
@@ -31,6 +32,7 @@ from rmtzoo.train import (
     save_checkpoint,
     train,
 )
+from rmtzoo.train._checkpoint import read_trainer_state
 from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_samples, greedy_predictions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +143,7 @@ def test_kill_and_resume_with_the_plateau_schedule(tmp_path):
     assert first_cut < 10  # the cut happens before the checkpoint the resumed run starts from
 
     interrupted_run(config, tmp_path / "killed", kill_at=11)  # resumes from step 10
-    state = torch.load(find_checkpoint(tmp_path / "killed") / "trainer.pt", weights_only=False)
+    state = read_trainer_state(find_checkpoint(tmp_path / "killed"))
     assert state["step"] == 10 and state["plateau"]["num_bad_epochs"] is not None
     assert state["optimizer"]["param_groups"][0]["lr"] < 0.05
     train(config, tmp_path / "killed", registry=new_registry(), log=quiet)
@@ -283,8 +285,8 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(torch, "save", disk_full)
-        with pytest.raises(OSError, match="No space"):
+        m.setattr(safetensors.torch, "save_file", disk_full)
+        with pytest.raises(rmtzoo.CheckpointError, match="No space left.*the previous checkpoint step-00000005 is intact"):
             save(6, best=True)
     assert _tree_bytes(checkpoints) == before
     assert not list(checkpoints.glob(".tmp-*"))
@@ -559,7 +561,7 @@ def test_curriculum_advances_and_survives_a_resume(tmp_path):
 
     # Killed after the stage changed at step 4 (checkpointed there): the resumed run is at 3 segments.
     interrupted_run(config, tmp_path / "killed", kill_at=6)
-    state = torch.load(find_checkpoint(tmp_path / "killed") / "trainer.pt", weights_only=False)
+    state = read_trainer_state(find_checkpoint(tmp_path / "killed"))
     assert state["step"] == 4 and state["curriculum_index"] == 1
     train(config, tmp_path / "killed", registry=new_registry(), log=quiet)
     assert_same_weights(weights(tmp_path / "killed", step=12), reference)

@@ -163,7 +163,9 @@ def rmtzoo_register_recurrences(register):
             name="armt",
             summary="ARMT: memory tokens and the backbone's associative memory carried, BPTT depth k over both",
             params=RmtParams,
-            build=lambda p: RecurrencePolicy(carries_memory=True, bptt_depth=p.bptt_depth, carries_associative=True),
+            build=lambda p: RecurrencePolicy(
+                carries_memory=True, bptt_depth=p.bptt_depth, bptt_rerun=p.bptt_rerun, carries_associative=True
+            ),
             carries_memory=True,
             uses_cache=False,
             carries_associative=True,

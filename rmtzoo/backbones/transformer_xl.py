@@ -10,18 +10,26 @@ additive 0 / -inf tensor per forward, added to the position bias for kernels tha
 ``mask_in_bias`` (the built-ins do), so no ``[B, H, S, K]`` tensor is cast or ``masked_fill``-ed in
 forward or backward (``tests/test_compute_dtype.py``).
 
-Deviation from LM-RMT, on purpose: relative distances are signed. LM-RMT encodes distances
-klen-1 .. 0 and its ``_rel_shift`` hands keys to the *right* of a query (write memory reading later
-write memory, the encoder's bidirectional attention) wrapped-around values; here a key at distance
-``d < 0`` gets the sinusoid of ``d``. The position term is still computed with a skew (:func:`rel_shift`,
-views only, no gather), over distances ``C+S-1 .. -A`` where A is the furthest any query may look to
-its right under the mask (A = 1 for a plain causal segment, ``m - 1`` for RMT's write memory; at least 1).
+Relative distances (``relative_distances``). ``signed`` (default, a deviation from LM-RMT on purpose):
+a key at distance ``d < 0`` (to the *right* of its query) gets the sinusoid of ``d``. The position term
+is computed with a skew (:func:`rel_shift`, views only, no gather), over distances ``C+S-1 .. -A`` where
+A is the furthest any query may look to its right under the mask (A = 1 for a plain causal segment,
+``m - 1`` for RMT's memory blocks; at least 1). ``lm_rmt``: the released code's distances ``K-1 .. 0``
+and its zero-pad ``_rel_shift`` (:func:`lm_rmt_rel_shift`), which for a key right of its query hands
+over a wrapped-around value: 0 for the key just right of it, and further right the term of the *next*
+query row at another distance. The two agree on every key at or left of its query; they differ exactly
+on the query/key pairs with the key to the right: read memory reading the read-memory slots after it,
+write memory reading the write-memory slots after it (and, with the ``shared`` placement, memory reading
+later memory slots), every right-hand key of the bidirectional encoder. Plain causal segments and the
+Tr-XL cache never have one, so the two options give the same logits without memory tokens.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from typing import Literal
+
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 from torch import nn
 
@@ -46,6 +54,9 @@ class TransformerXLParams(Params):
     tie_weights: bool = True
     init_std: NonNegativeFloat = 0.02
     adaptive_cutoffs: tuple[PositiveInt, ...] = ()
+    # signed: rmtzoo's distances; lm_rmt: the released code's wrapped-around _rel_shift (module docstring).
+    # Left out of the dumped config (and the hash) at its default.
+    relative_distances: Literal["signed", "lm_rmt"] = Field("signed", exclude_if=lambda v: v == "signed")
 
     @model_validator(mode="after")
     def _cutoffs(self):
@@ -67,6 +78,7 @@ class RelativeAttentionLayer(nn.Module):
         h, dh, d = p.n_head, p.d_head, p.d_model
         self.n_head, self.d_head, self.pre_lnorm = h, dh, p.pre_lnorm
         self.attention, self.dropatt = attention, p.dropatt
+        self.lm_rmt_distances = p.relative_distances == "lm_rmt"
         self.qkv_net = nn.Linear(d, 3 * h * dh, bias=False)
         self.r_net = nn.Linear(d, h * dh, bias=False)
         self.o_net = nn.Linear(h * dh, d, bias=False)
@@ -92,7 +104,8 @@ class RelativeAttentionLayer(nn.Module):
         # biases in the compute dtype: an fp32 parameter added to a bf16 query would promote it to fp32
         r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
         position = torch.matmul(q + r_r_bias.to(dtype)[:, None], r.permute(1, 2, 0).to(dtype))  # [B, H, S, P]
-        bias = rel_shift(position, k.shape[2])  # [B, H, S, K]
+        shift = lm_rmt_rel_shift if self.lm_rmt_distances else rel_shift
+        bias = shift(position, k.shape[2])  # [B, H, S, K]
         if additive is not None and getattr(self.attention, "mask_in_bias", False):
             bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
         q_content = (q + r_w_bias.to(dtype)[:, None]) * scale  # [B, H, S, Dh]: the scale folded into q
@@ -112,6 +125,7 @@ class TransformerXL(nn.Module):
     def __init__(self, p: TransformerXLParams, *, attention, causal: bool = True) -> None:
         super().__init__()
         self.vocab_size, self.d_model, self.n_layer, self.causal = p.vocab_size, p.d_model, p.n_layer, causal
+        self.lm_rmt_distances = p.relative_distances == "lm_rmt"
         self.word_emb = nn.Embedding(p.vocab_size, p.d_model)
         self.emb_scale = p.d_model**0.5
         self.drop = nn.Dropout(p.dropout)
@@ -166,7 +180,8 @@ class TransformerXL(nn.Module):
         elif mask is not None and mask.dim() == 3:
             # a query always sees itself, so a fully padded row never softmaxes over no key (NaN)
             mask = mask | self_keys(s, c, device=x.device)  # [B, S, C+S]
-        pos_emb = self.drop(self._relative_table(s, c, _lookahead(mask, s, c), x.device, x.dtype))
+        ahead = 0 if self.lm_rmt_distances else _lookahead(mask, s, c)  # lm_rmt: distances K-1 .. 0
+        pos_emb = self.drop(self._relative_table(s, c, ahead, x.device, x.dtype))
         additive = None if mask is None else additive_mask(mask, compute_dtype(x))  # [S, K] or [B, 1, S, K]
         return mask, pos_emb, additive
 
@@ -241,6 +256,16 @@ def rel_shift(position: torch.Tensor, n_keys: int) -> torch.Tensor:
     *lead, s, p = position.shape
     flat = position.reshape(*lead, s * p)  # [..., S*P]
     return flat[..., s - 1 : s - 1 + s * (p - 1)].view(*lead, s, p - 1)[..., :n_keys]  # [..., S, K]
+
+
+def lm_rmt_rel_shift(position: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """LM-RMT's (Transformer-XL's released) ``_rel_shift``: position ``[..., S, K]`` over distances
+    K-1 .. 0 (column p: distance K-1-p), zero-padded on the left and re-viewed. At (i, j) with j <= C+i
+    it holds the term of distance C+i-j, as :func:`rel_shift` does; at j = C+i+1 it holds 0; further
+    right, ``position[i+1, j-C-i-2]``: the next query's term at distance K+C+i+1-j."""
+    *lead, s, k = position.shape
+    padded = torch.cat([position.new_zeros(*lead, s, 1), position], dim=-1)  # [..., S, K+1]
+    return padded.view(*lead, k + 1, s)[..., 1:, :].reshape(*lead, s, k)[..., :n_keys]  # [..., S, K]
 
 
 def _lookahead(mask, s: int, c: int) -> int:

@@ -110,11 +110,11 @@ def scaled_paper_value(bench, rows, labels: dict) -> dict | None:
     return {**ref, "mean": ref["mean"] / scale, "std": ref["std"] / scale}
 
 
-def collect(registry, name: str, preset: str, results_dir) -> tuple[Any, list[dict]]:
+def collect(registry, name: str, preset: str, results_dir, *, backbone: str | None = None) -> tuple[Any, list[dict]]:
     """The benchmark and, per cell (in grid order), the metric values of its finished seeds."""
     from rmtzoo._config import load_config
 
-    bench = get_benchmark(registry, name)
+    bench = get_benchmark(registry, name, backbone=backbone)
     folder = Path(results_dir) / name / preset
     records = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -461,7 +461,7 @@ def figure(bench, rows, path: Path, *, metric: str | None = None, preset: str = 
             for g, centre in zip(at, left, strict=True):
                 if groups[g] in ref:
                     ax.hlines(ref[groups[g]][0], centre - width / 2, centre + width / 2, colors=colours[name],
-                              linestyles="--", linewidth=1.5,
+                              linestyles="--", linewidth=2.0, zorder=3,
                               label=f"{name} (paper)" if g == next(h for h in at if groups[h] in ref) else None)
         ax.set_xticks(range(len(groups)), [f"{x:g}" for x in groups])
         values = [mean - std for points in series.values() for mean, std in points.values()]
@@ -502,14 +502,14 @@ def _caption(bench, rows, preset: str, reference_rows) -> str:
 
 
 def report(registry, names, *, preset: str = "smoke", results_dir="results", reports_dir="reports",
-           reference=None, command: str | None = None) -> list[Path]:
+           reference=None, command: str | None = None, backbone: str | None = None) -> list[Path]:
     """Write ``reports_dir/<preset>/<bench>.md`` (and ``.png``) per benchmark; returns the markdown paths.
     ``reference``: a paper-numbers CSV (default: the one packaged with rmtzoo-benchmarks)."""
     command = command or " ".join(["rmtzoo", *sys.argv[1:]])
     reference_rows = load_reference(reference if reference is not None else packaged_reference())
     written = []
     for name in names:
-        bench, rows = collect(registry, name, preset, results_dir)
+        bench, rows = collect(registry, name, preset, results_dir, backbone=backbone)
         text = render(bench, rows, preset=preset, reference_rows=reference_rows, command=command)
         folder = Path(reports_dir) / preset
         if getattr(bench, "draw", None) is not None:  # figures of the trained models (attention maps)

@@ -35,6 +35,7 @@ rmtzoo submit the cells itself through submitit (``rmtzoo.bench._submitit``), on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -82,9 +83,26 @@ class Job:
         return f"{self.bench} {labels} seed={self.seed}"
 
 
-def get_benchmark(registry, name: str):
+def get_benchmark(registry, name: str, *, backbone: str | None = None):
+    """The registered benchmark; with ``backbone``, every cell's backbone block swapped for that backbone
+    (see :func:`swap_backbone`)."""
     spec = registry.get("benchmarks", name)
-    return spec.build(spec.params())
+    bench = spec.build(spec.params())
+    if backbone is None:
+        return bench
+    new = registry.get("backbones", backbone)  # an unknown name lists the registered ones
+    return dataclasses.replace(bench, grids={
+        preset: (lambda preset=preset: [swap_backbone(c, new) for c in bench.cells(preset)]) for preset in bench.grids
+    })
+
+
+def swap_backbone(cell, spec):
+    """``cell`` with ``backbone.kind = spec.name``, keeping the old block's values of the fields the new
+    backbone's params also have (``vocab_size``, ``d_model``, ``n_layer``, ...) and its defaults for the rest."""
+    old = dict(cell.config.get("backbone") or {})
+    fields = spec.params.model_fields
+    block = {"kind": spec.name, **{k: v for k, v in old.items() if k != "kind" and k in fields}}
+    return dataclasses.replace(cell, config={**cell.config, "backbone": block})
 
 
 def resolve_names(registry, names, all_: bool = False) -> list[str]:
@@ -101,7 +119,7 @@ def resolve_names(registry, names, all_: bool = False) -> list[str]:
 
 
 def expand(registry, names, *, preset: str, seeds: int = 1, filter_expr: str | None = None,
-           shard=None, results_dir="results") -> list[Job]:
+           shard=None, results_dir="results", backbone: str | None = None) -> list[Job]:
     """Every selected cell x seed, each validated (all of them, before anything runs)."""
     from rmtzoo._config import load_config
 
@@ -112,7 +130,7 @@ def expand(registry, names, *, preset: str, seeds: int = 1, filter_expr: str | N
     jobs: list[Job] = []
     seen_keys: set[str] = set()
     for name in names:
-        bench = get_benchmark(registry, name)
+        bench = get_benchmark(registry, name, backbone=backbone)
         cells = bench.cells(preset)
         for cell in cells:
             seen_keys.update(cell.labels)
@@ -334,7 +352,8 @@ def reuse_result(job: Job, source: Path) -> bool:
 # -- the grid ------------------------------------------------------------------------------------------
 def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, filter_expr: str | None = None,
                   shard=None, workers: int = 1, results_dir="results", registry_options: dict | None = None,
-                  stream=None, executor: str = "processes", submitit_options: dict | None = None) -> dict:
+                  stream=None, executor: str = "processes", submitit_options: dict | None = None,
+                  backbone: str | None = None) -> dict:
     """Validate every cell, then train those without a result file; returns a summary dict.
 
     ``workers > 1`` runs cells in a spawned process pool; each worker builds its own registry from
@@ -346,7 +365,7 @@ def run_benchmark(registry, names, *, preset: str = "smoke", seeds: int = 1, fil
     if workers < 1:
         raise RmtzooError(f"--workers: expected a positive count, got {workers}")
     jobs = expand(registry, names, preset=preset, seeds=seeds, filter_expr=filter_expr, shard=shard,
-                  results_dir=results_dir)
+                  results_dir=results_dir, backbone=backbone)
     todo = [j for j in jobs if not j.result_path.exists()]
     reused = 0
     for job in list(todo):  # trained for another benchmark already: copied, not trained again

@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from rmtzoo._errors import RmtzooError
-from rmtzoo._io import atomic_write, atomic_write_text
+from rmtzoo._io import atomic_write, atomic_write_text, check_folder, make_temp_dir
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -35,11 +34,11 @@ class LMDataError(RmtzooError):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("RMTZOO_CACHE") or Path.home() / ".cache" / "rmtzoo")
+    return check_folder(Path(os.environ.get("RMTZOO_CACHE") or Path.home() / ".cache" / "rmtzoo"), "RMTZOO_CACHE")
 
 
 def cache_root(cache_dir: str | None) -> Path:
-    return Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return check_folder(Path(cache_dir).expanduser(), "task.cache_dir") if cache_dir else default_cache_dir()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -174,7 +173,7 @@ class _WorkDir:
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".work-", dir=root))
+        self.path = make_temp_dir(root, ".work-")
 
     def __enter__(self) -> Path:
         return self.path

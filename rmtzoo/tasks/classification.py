@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from rmtzoo._errors import RmtzooError
+from rmtzoo._io import make_temp_dir
 
 SPLITS = ("train", "valid", "test")
 
@@ -187,7 +187,7 @@ class ClassificationTask:
         splits = self._load_documents()
         encode = self.tokenizer.encode
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = make_temp_dir(folder.parent, f".{folder.name}.")
         try:
             for split in SPLITS:
                 docs = splits[split]

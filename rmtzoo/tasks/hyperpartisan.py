@@ -33,7 +33,7 @@ from pathlib import Path
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from rmtzoo._components import Params, TaskSpec
-from rmtzoo._io import atomic_write_text
+from rmtzoo._io import atomic_write_text, check_folder
 from rmtzoo._registry import hookimpl
 from rmtzoo.tasks.classification import (
     ByteTokenizer,
@@ -245,7 +245,7 @@ def _fingerprint(p: HyperpartisanParams) -> dict:
 
 
 def build_hyperpartisan(p: HyperpartisanParams) -> ClassificationTask:
-    root = Path(p.cache_dir) if p.cache_dir else default_cache_dir()
+    root = check_folder(Path(p.cache_dir), "task.cache_dir") if p.cache_dir else default_cache_dir()
 
     def load_documents():
         if p.data_dir is not None:

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -21,12 +20,13 @@ import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from rmtzoo._components import Params, TaskSpec
+from rmtzoo._io import check_folder, make_temp_dir
 from rmtzoo._registry import hookimpl
 from rmtzoo.tasks import synthetic as syn
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("RMTZOO_CACHE") or Path.home() / ".cache" / "rmtzoo")
+    return check_folder(Path(os.environ.get("RMTZOO_CACHE") or Path.home() / ".cache" / "rmtzoo"), "RMTZOO_CACHE")
 
 
 class _SplitParams(Params):
@@ -111,12 +111,12 @@ class SampleTask:
         if split in self._cache:
             return self._cache[split]
         datasets.disable_progress_bars()
-        root = Path(self.params.cache_dir) if self.params.cache_dir else default_cache_dir()
+        root = check_folder(Path(self.params.cache_dir), "task.cache_dir") if self.params.cache_dir else default_cache_dir()
         folder = root / "tasks" / f"{self.name}-{self._key()}"
         if not (folder / "complete").exists():
             splits = syn.generate_splits(self._sample_fn, sizes=self.sizes, seed=self.params.data_seed)
             folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+            tmp = make_temp_dir(folder.parent, f".{folder.name}.")
             for name, samples in splits.items():
                 columns = {"input_ids": [s.input_ids for s in samples], "labels": [s.labels for s in samples]}
                 datasets.Dataset.from_dict(columns).save_to_disk(str(tmp / name))

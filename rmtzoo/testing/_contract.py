@@ -78,7 +78,7 @@ class BackboneContract(Suite):
         natural = torch.ones(S, S, dtype=torch.bool)
         if caps.causal:
             natural = natural.tril()
-        same = torch.allclose(bb(x, mask=None).hidden, bb(x, mask=natural).hidden, **TIGHT)
+        same = not caps.arbitrary_mask or torch.allclose(bb(x, mask=None).hidden, bb(x, mask=natural).hidden, **TIGHT)
         assert same, (
             f"{backbone.name}: mask=None and the natural mask ({'lower-triangular' if caps.causal else 'all'} True) "
             f"give different outputs; {POLARITY}"
@@ -96,7 +96,9 @@ class BackboneContract(Suite):
     def test_mask_polarity(self, backbone):
         """With the identity mask (True on the diagonal only) each query may attend to itself alone: its
         output must not move when another token changes. A backbone that reads True as 'hidden' fails here."""
-        bb, _ = build_backbone(backbone)
+        bb, caps = build_backbone(backbone)
+        if not caps.arbitrary_mask:
+            pytest.skip(f"{backbone.name} follows its causal order only and is never handed a mask")
         gen = torch.Generator().manual_seed(0)
         x = bb.embed(torch.randint(0, bb.vocab_size, (B, S), generator=gen))
         alone = torch.eye(S, dtype=torch.bool)
@@ -114,16 +116,19 @@ class BackboneContract(Suite):
     def test_mask_is_respected(self, backbone, seed):
         """Changing a key the mask hides from a query (through every layer) leaves that query's output
         unchanged, and changing a key it can see changes it."""
-        bb, _ = build_backbone(backbone)
+        bb, caps = build_backbone(backbone)
         gen = torch.Generator().manual_seed(seed)
         mask = (torch.rand(S, S, generator=gen) < 0.3) | torch.eye(S, dtype=torch.bool)
+        given = mask
+        if not caps.arbitrary_mask:  # its own causal order: every earlier position, through mask=None
+            mask, given = torch.ones(S, S, dtype=torch.bool).tril(), None
         reach = closure(mask)
         x = bb.embed(torch.randint(0, bb.vocab_size, (B, S), generator=gen))
-        base = bb(x, mask=mask).hidden
+        base = bb(x, mask=given).hidden
         for key in range(S):
             changed = x.clone()
             changed[:, key] = torch.randn(B, bb.d_model, generator=gen, dtype=x.dtype) * 3
-            out = bb(changed, mask=mask).hidden
+            out = bb(changed, mask=given).hidden
             for query in range(S):
                 same = torch.allclose(out[:, query], base[:, query], rtol=0, atol=1e-12)
                 if not reach[query, key]:
@@ -143,6 +148,11 @@ class BackboneContract(Suite):
         assert out.hidden.shape == (B, S, bb.d_model) and torch.isfinite(out.hidden).all()
         assert len(out.layer_inputs) == n_layers
         assert all(h.shape == (B, S, bb.d_model) for h in out.layer_inputs)
+        # the cache is read: another cache gives other outputs
+        other = [torch.randn(B, C, bb.d_model, dtype=F64) for _ in range(n_layers)]
+        assert not torch.allclose(bb(x, cache=other).hidden, out.hidden), f"{backbone.name} ignores its cache"
+        if not caps.arbitrary_mask:
+            return
         natural = torch.ones(S, C + S, dtype=torch.bool)
         if caps.causal:
             natural = natural.tril(C)

@@ -26,17 +26,22 @@ import torch.nn.functional as F
 from rmtzoo._build import build_model
 from rmtzoo._components import RunInfo
 from rmtzoo._config import ExperimentConfig
-from rmtzoo._errors import ConfigError, RmtzooError
-from rmtzoo._io import atomic_write_text
+from rmtzoo._errors import CheckpointError, ConfigError, RmtzooError
+from rmtzoo._io import atomic_write_text, check_folder
 from rmtzoo._registry import Registry
 from rmtzoo._runtime import resolve_device, set_threads
-from rmtzoo.train._checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from rmtzoo.train import _checkpoint as ckpt
+from rmtzoo.train._checkpoint import find_checkpoint, save_checkpoint
 from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_task
 from rmtzoo.train._progress import Progress
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+class TrainingDiverged(RmtzooError, RuntimeError):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is left as it was.
+    A user-facing error: the CLI prints it as one line and exits 2."""
+
+# Fields a run may change when it is continued explicitly (``train(..., continue_run=True)``).
+CONTINUABLE = ("steps", "stop_at")
 
 
 def build_task(config: ExperimentConfig, registry: Registry):
@@ -113,6 +118,13 @@ class Trainer:
         curriculum = config.train.curriculum
         if curriculum is not None and self.task.kind != "samples":
             raise ConfigError("train.curriculum: only sample tasks grow their number of segments")
+        if curriculum is not None:
+            n = self.task.sequence_length
+            allowed = [d for d in range(1, n + 1) if n % d == 0]
+            bad = [s for s in curriculum.segments if s not in allowed]
+            if bad:
+                raise ConfigError(f"train.curriculum.segments: {bad[0]} segments do not tile {self.task.name}'s "
+                                  f"{n}-token samples; use counts from {allowed}")
         self.model = prepare_model(config, self.task, self.registry, n_segments=self._curriculum_segments())
         self.device = resolve_device(device)
         self.model.to(self.device)
@@ -134,6 +146,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=t.precision == "fp16" and self.device.type == "cuda")
         self.step = 0
         self.best = math.inf
+        self.finished = False  # the last checkpoint ended the run (train.steps or train.stop_at reached)
         self.stream_state = None  # carried memory/cache for stream tasks
         self.sample_state = None  # the last batch's state, for a cache carried across samples
         self.stream_pos = 0
@@ -207,9 +220,15 @@ class Trainer:
         self.stream_state = state.detach()  # BPTT-k reaches further back only through the replay window
         return loss, x.numel()
 
-    def evaluate(self, split: str) -> dict:
+    def evaluate(self, split: str, *, whole: bool = False) -> dict:
+        """Metrics on ``split``: its first ``eval.max_batches`` batches, or all of it with ``whole``; the
+        test split takes ``eval.test_max_batches`` instead when that is set, ``whole`` or not."""
         ev = self.config.eval
-        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=ev.max_batches,
+        if split == "test" and ev.test_max_batches is not None:
+            cap = ev.test_max_batches
+        else:
+            cap = None if whole else ev.max_batches
+        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=cap,
                                 autocast=self.autocast)
         self.model.train()
         return metrics
@@ -230,22 +249,60 @@ class Trainer:
             "sample_state": self.sample_state,
             "curriculum_index": self.curriculum_index,
             "config_hash": self.run.config_hash,
+            "finished": self.finished,
         }
 
     def save(self, *, best: bool = False) -> None:
         if self.rank != 0:
             return
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            good = find_checkpoint(self.run_dir) if (self.run_dir / "checkpoints").is_dir() else None
+            where = f"the last good checkpoint {good} is intact and loads" if good else "no checkpoint was written"
+            raise TrainingDiverged(f"the weights became NaN or infinite at step {self.step} (its loss was finite); "
+                                   f"stopped before checkpointing them, {where} (try a lower train.lr or "
+                                   "train.grad_clip)")
         save_checkpoint(self.run_dir, self.step, model=self.model, trainer_state=self._trainer_state(),
                         config_json=json.dumps(self.config.model_dump(mode="json"), indent=2), best=best)
 
-    def resume(self) -> bool:
+    def _resume_folder(self) -> Path | None:
+        """The latest checkpoint, or the newest intact one before it when it is damaged (saying so)."""
         folder = find_checkpoint(self.run_dir)
         if folder is None:
+            return None
+        problem = ckpt.damage(folder)
+        if problem is None:
+            return folder
+        previous = ckpt.newest_intact(folder.parent, before=folder.name)
+        if previous is None:
+            raise CheckpointError(f"cannot resume: {problem}, and no earlier intact checkpoint is left in "
+                                  f"{folder.parent}; start over with --no-resume or another --run-dir")
+        self.log(f"checkpoint {folder.name} is damaged ({problem}); resuming from {previous.name} instead")
+        return previous
+
+    def _check_same_run(self, folder: Path, state: dict, continue_run: bool) -> None:
+        if state["config_hash"] == self.run.config_hash:
+            return
+        try:
+            saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        ours = self.config.model_dump(mode="json")
+        strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in CONTINUABLE}}  # noqa: E731
+        same_but_length = isinstance(saved, dict) and "train" in saved and strip(saved) == strip(ours)
+        if same_but_length and continue_run:
+            return
+        hint = ("; only train.steps / train.stop_at differ: pass --continue (continue_run=True) to train it on"
+                if same_but_length else "; use a new --run-dir")
+        raise CheckpointError(f"run folder {str(self.run_dir)!r} holds a run of another config "
+                              f"({state['config_hash']}, this is {self.run.config_hash}){hint}")
+
+    def resume(self, *, continue_run: bool = False) -> bool:
+        folder = self._resume_folder()
+        if folder is None:
             return False
-        state = load_checkpoint(folder, self.model, map_location=self.device)
-        if state["config_hash"] != self.run.config_hash:
-            raise RmtzooError(f"run folder {str(self.run_dir)!r} holds a run of another config "
-                              f"({state['config_hash']}, this is {self.run.config_hash}); use a new --run-dir")
+        state = ckpt.read_trainer_state(folder)
+        self._check_same_run(folder, state, continue_run)
+        ckpt.load_weights(folder, self.model, map_location=self.device)
         if state["curriculum_index"] != self.curriculum_index:
             self.curriculum_index = state["curriculum_index"]
             set_segment_count(self.model, self.task, self._curriculum_segments())
@@ -259,13 +316,39 @@ class Trainer:
         random.setstate(state["rng"]["python"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.stream_pos, self.stream_state = state["stream_pos"], state["stream_state"]
-        self.sample_state = state.get("sample_state")
+        self.stream_pos, self.stream_state = state["stream_pos"], _to_device(state["stream_state"], self.device)
+        self.sample_state = _to_device(state.get("sample_state"), self.device)
+        if "finished" in state:
+            self.finished = state["finished"]
+        else:  # a checkpoint of an older rmtzoo: finished when results.json was written at its step
+            self.finished = self._results().get("step") == self.step
         self.log(f"resumed from {folder} at step {self.step}")
         return True
 
+    def _results(self) -> dict:
+        try:
+            results = json.loads((self.run_dir / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return results if isinstance(results, dict) else {}
+
     # -- the loop ---------------------------------------------------------------------------------
-    def fit(self, *, resume: bool = True) -> dict:
+    def fit(self, *, resume: bool = True, continue_run: bool = False) -> dict:
+        """Train to ``train.steps`` (or ``train.stop_at``), resuming from the run folder's latest
+        checkpoint. A finished run is not trained again (its results are returned) unless ``continue_run``;
+        then ``train.steps`` and ``train.stop_at`` may differ from the run's."""
+        check_folder(self.run_dir, "--run-dir")
+        ckpt.checkpoints_folder(self.run_dir)
+        if self.rank != 0:
+            return self._fit(resume, continue_run)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with ckpt.exclusive_run_dir(self.run_dir):
+            removed = ckpt.remove_temporaries(self.run_dir)
+            if removed:
+                self.log(f"removed {len(removed)} temporaries of killed checkpoint writes: {', '.join(removed)}")
+            return self._fit(resume, continue_run)
+
+    def _fit(self, resume: bool, continue_run: bool) -> dict:
         cfg = self.config.train
         if self.task.kind == "samples":
             self.train_tensors = self.task.tensors("train")
@@ -273,20 +356,36 @@ class Trainer:
             self.train_tensors = self.task.tensors("train", self.model.segment_length)
         torch.manual_seed(self.config.seed + self.rank)
         random.seed(self.config.seed)
-        if not (resume and self.resume()) and self.rank == 0:
-            self.registry.hook.rmtzoo_run_started(run=self.run)
+        resumed = resume and self.resume(continue_run=continue_run)
+        if resumed and self.finished and not continue_run:
+            results = self._results()
+            if results:
+                self.log(f"run folder {self.run_dir} holds a finished run (step {self.step}; test results in "
+                         f"{self.run_dir / 'results.json'}); nothing to do. To train it further pass --continue "
+                         "(with a higher train.steps, or train.stop_at=null)")
+                return results
+        elif resumed and continue_run:
+            if self.step >= cfg.steps:
+                raise ConfigError(f"train.steps: the run in {str(self.run_dir)!r} is at step {self.step} already; "
+                                  f"--continue needs a higher train.steps (now {cfg.steps})")
+            self.finished = False
+        if self.rank == 0:
+            if resumed:
+                self.registry.hook.rmtzoo_run_resumed(run=self.run, step=self.step)
+            else:
+                self.registry.hook.rmtzoo_run_started(run=self.run)
         progress = Progress(cfg.steps, every=cfg.log_every, start_step=self.step)
         every = cfg.checkpoint_every or self.config.eval.every
         self.model.train()
-        status = "failed"
+        status, results = "failed", {}
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and not self.finished:
                 loss, n = self._loss()
                 if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {self.step + 1}; stopped, the last good checkpoint "
-                        f"in {self.run_dir / 'checkpoints'} is intact (try a lower train.lr or train.grad_clip)"
-                    )
+                    good = find_checkpoint(self.run_dir) if (self.run_dir / "checkpoints").is_dir() else None
+                    where = f"the last good checkpoint {good} is intact and loads" if good else "no checkpoint was written"
+                    raise TrainingDiverged(f"loss became {loss.item()} at step {self.step + 1}; stopped, {where} "
+                                           "(try a lower train.lr or train.grad_clip)")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 if cfg.grad_clip:
@@ -324,7 +423,7 @@ class Trainer:
             raise
         finally:
             if self.rank == 0:
-                self.registry.hook.rmtzoo_run_finished(run=self.run, status=status, metrics={})
+                self.registry.hook.rmtzoo_run_finished(run=self.run, status=status, metrics=results)
 
     def _validate(self, progress) -> bool:
         """Evaluate, keep the best checkpoint, step the plateau schedule; True to stop early."""
@@ -342,25 +441,25 @@ class Trainer:
             self.curriculum_index += 1
             set_segment_count(self.model, self.task, self._curriculum_segments())
             self.best = math.inf  # a new segment count is a new problem
+        at_last_stage = c is None or self.curriculum_index + 1 == len(c.segments)
+        stop = self.config.train.stop_at
+        reached = metrics.get(key if self.task.kind == "classification" else "accuracy", 0.0)
+        stopping = bool(not advance and stop is not None and at_last_stage and reached >= stop)
+        self.finished = stopping or self.step >= self.config.train.steps  # saved with the checkpoint
         self.save(best=improved)
         if self.rank == 0:
             progress.message(f"step {self.step}: valid loss {metrics['loss']:.4f}  {key} {metrics[key]:.4f}")
             self.registry.hook.rmtzoo_metrics_logged(
                 run=self.run, step=self.step, metrics={f"valid/{k}": v for k, v in metrics.items() if isinstance(v, float)})
-        if advance:
-            if self.rank == 0:
-                progress.message(f"curriculum: now {self._curriculum_segments()} segments")
-            return False
-        at_last_stage = c is None or self.curriculum_index + 1 == len(c.segments)
-        stop = self.config.train.stop_at
-        reached = metrics.get(key if self.task.kind == "classification" else "accuracy", 0.0)
-        return bool(stop is not None and at_last_stage and reached >= stop)
+        if advance and self.rank == 0:
+            progress.message(f"curriculum: now {self._curriculum_segments()} segments")
+        return stopping
 
     def _test(self) -> dict:
         folder = find_checkpoint(self.run_dir, which="best") or find_checkpoint(self.run_dir)
         if folder is not None:
-            load_checkpoint(folder, self.model, map_location=self.device)
-        metrics = {f"test/{k}": v for k, v in self.evaluate("test").items()}
+            ckpt.load_weights(folder, self.model, map_location=self.device)
+        metrics = {f"test/{k}": v for k, v in self.evaluate("test", whole=True).items()}  # never eval.max_batches
         metrics["step"] = self.step
         if self.rank == 0:
             atomic_write_text(self.run_dir / "results.json", json.dumps(metrics, indent=2) + "\n")
@@ -369,8 +468,9 @@ class Trainer:
 
 
 def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None, resume: bool = True, log=print,
-          device: str | None = "auto", threads: int | None = None) -> dict:
+          device: str | None = "auto", threads: int | None = None, continue_run: bool = False) -> dict:
     """Train ``config`` in ``run_dir`` (resuming from its latest checkpoint) and return test metrics.
+    A finished run returns its results without training; ``continue_run`` trains it on (see ``Trainer.fit``).
 
     device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     threads: PyTorch's CPU thread count for the run; ``None`` leaves it as it is (the CLI passes
@@ -381,7 +481,19 @@ def train(config: ExperimentConfig, run_dir, *, registry: Registry | None = None
     if distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        return Trainer(config, run_dir, registry=registry, log=log, device=device).fit(resume=resume)
+        return Trainer(config, run_dir, registry=registry, log=log, device=device).fit(resume=resume,
+                                                                                 continue_run=continue_run)
     finally:
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _to_device(state, device):
+    """A carried recurrent state (or None) with its tensors on ``device``."""
+    if state is None:
+        return None
+    from rmtzoo.train import _state_io
+
+    tensors = {}
+    data = _state_io.encode(state, tensors)
+    return _state_io.decode(data, {k: v.to(device) for k, v in tensors.items()})
