@@ -171,11 +171,15 @@ class TrainConfig(Params):
 
 class EvalConfig(Params):
     """every: evaluate on the validation split every N steps (and keep the best checkpoint).
-    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2)."""
+    max_batches: cap evaluation at N batches, as the authors' ``max_eval_steps`` did (docs/paper-settings.md 2).
+    test_max_batches: a cap for the test split (the final test run included), as the authors'
+        ``max_test_steps`` did; unset, the final test covers the whole test split. Left out of the
+        dumped config (and the hash) while unset."""
 
     batch_size: PositiveInt = 32
     every: PositiveInt = 1000
     max_batches: PositiveInt | None = None
+    test_max_batches: PositiveInt | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class ExperimentConfig(Params):

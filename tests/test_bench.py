@@ -99,17 +99,22 @@ def test_fig3_grids_match_the_paper():
             assert config["train"]["lr"] == 1e-4 and config["train"]["batch_size"] == 32
             assert config["eval"]["max_batches"] == 50 and "seed" not in config
             if labels["model"] == "RMT":
-                assert config["memory"] == {"kind": "read_write", "num_tokens": labels["segment_length"]}
+                assert config["memory"] == {"kind": "read_write", "num_tokens": labels["segment_length"],
+                                             "init": "single_vector"}  # the authors' code
                 assert config["recurrence"] == {"kind": "rmt"}
             elif labels["model"] == "MemTr":
-                assert config["memory"] == {"kind": "shared", "num_tokens": labels["segment_length"]}
+                assert config["memory"] == {"kind": "shared", "num_tokens": labels["segment_length"],
+                                             "init": "single_vector"}  # the authors' code
                 assert config["recurrence"] == {"kind": "rmt"}
             elif labels["model"] == "Tr-XL":
                 assert config["recurrence"] == {"kind": "xl", "cache_len": labels["segment_length"],
                                                 "cache_scope": "across_samples"}  # the authors' code
-    steps = {c.labels["segments"]: c.config["train"]["steps"] for c in
-             reg.get("benchmarks", "fig3b").build(rmtzoo.NoParams()).cells("paper")}
+    fig3b = reg.get("benchmarks", "fig3b").build(rmtzoo.NoParams()).cells("paper")
+    steps = {c.labels["segments"]: c.config["train"]["steps"] for c in fig3b if c.labels["model"] != "MemTr"}
     assert steps == {1: 250_000, 2: 400_000, 4: 850_000, 6: 700_000}
+    memtr = {c.labels["segments"]: (c.config["train"]["steps"], c.config["train"]["plateau_patience"])
+             for c in fig3b if c.labels["model"] == "MemTr"}
+    assert memtr == {2: (400_000, 10), 4: (900_000, 10), 6: (900_000, 10)}  # its CSV runs (mem_at_end off)
 
 
 @pytest.mark.parametrize("preset", ["paper", "small", "smoke"])

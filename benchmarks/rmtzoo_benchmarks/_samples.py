@@ -31,6 +31,12 @@ def cache_scope(preset: str) -> dict:
     return {"cache_scope": "across_samples"} if preset == "paper" else {}
 
 
+def memory_init(preset: str) -> dict:
+    """``paper``: every memory slot starts from one shared learned vector, as the authors' code does
+    (``single_vector``); ``small`` and ``smoke`` keep rmtzoo's default (``random``), so their hashes stay."""
+    return {"init": "single_vector"} if preset == "paper" else {}
+
+
 def model_blocks(model: str, memory: int, *, preset: str = "small") -> dict:
     """Memory and recurrence blocks: Baseline (no memory, independent segments), Tr-XL (a stop-gradient
     cache of ``memory`` states, scoped per :func:`cache_scope`), RMT (``memory`` read/write tokens
@@ -41,20 +47,22 @@ def model_blocks(model: str, memory: int, *, preset: str = "small") -> dict:
     if model == "Tr-XL":
         return {"memory": {"kind": "none"}, "recurrence": {"kind": "xl", "cache_len": memory, **cache_scope(preset)}}
     if model == "RMT":
-        return {"memory": {"kind": "read_write", "num_tokens": memory}, "recurrence": {"kind": "rmt"}}
+        return {"memory": {"kind": "read_write", "num_tokens": memory, **memory_init(preset)}, "recurrence": {"kind": "rmt"}}
     raise ValueError(f"model must be Baseline, Tr-XL or RMT, got {model!r}")
 
 
 @dataclass(frozen=True)
 class PaperTraining:
     """A setting's training in the paper (docs/paper-settings.md 2): plateau patience (in evaluations) and minimum lr,
-    evaluation interval and the batches it (and the test) covers, data sizes."""
+    evaluation interval and the batches it covers, the test's own cap where the runs had one
+    (``max_test_steps``; None: the test takes ``eval_batches`` too), data sizes."""
 
     patience: int
     min_lr: float
     eval_every: int
     eval_batches: int
     sizes: tuple[int, int, int]
+    test_batches: int | None = None
 
 
 def base_config(preset: str, *, task: dict, arch: dict, paper: PaperTraining) -> dict:
@@ -66,6 +74,8 @@ def base_config(preset: str, *, task: dict, arch: dict, paper: PaperTraining) ->
         train = {"lr": 1e-4, "batch_size": 32, "schedule": "plateau", "plateau_patience": paper.patience,
                  "plateau_factor": 0.5, "min_lr": paper.min_lr, "grad_clip": 0.25, "log_every": 1000}
         evaluation = {"every": paper.eval_every, "batch_size": 32, "max_batches": paper.eval_batches}
+        if paper.test_batches is not None:
+            evaluation["test_max_batches"] = paper.test_batches
     elif preset == "small":
         sizes = {"train_size": 20_000, "valid_size": 1_000, "test_size": 2_000}
         backbone |= {**SMALL_ARCH, "dropout": 0.1, "pre_lnorm": True}

@@ -43,7 +43,7 @@ import functools
 from dataclasses import dataclass
 
 from rmtzoo.bench import Benchmark, Cell, per_preset
-from rmtzoo_benchmarks._samples import cache_scope
+from rmtzoo_benchmarks._samples import cache_scope, memory_init
 
 N_SAMPLES = 32  # test samples the measures average over (fewer where the test split is smaller)
 
@@ -149,7 +149,7 @@ def _cells(rows, preset: str) -> list[Cell]:
         config["task"] = {"kind": task, "src_len": src_len[preset], **config["task"]}
         config["segment"] = {"length": length[preset]}
         if model == "RMT":
-            config["memory"] = {"kind": "read_write", "num_tokens": memory[preset]}
+            config["memory"] = {"kind": "read_write", "num_tokens": memory[preset], **memory_init(preset)}
             config["recurrence"] = {"kind": "rmt"}
         else:
             config["memory"] = {"kind": "none"}

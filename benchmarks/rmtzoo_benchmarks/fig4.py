@@ -16,7 +16,11 @@ Presets (``_samples.py``):
   patience 5 and minimum lr 1e-5, evaluations every 40k steps over 20 batches; steps and batch size per
   point as in the runs behind each number (``rmtzoo_benchmarks/reference/runs.csv``: e.g. Tr-XL 3 segments
   100k steps at batch 256, RMT 200k at 128; the paper's "same steps per setting" is not what the CSV
-  shows). Data sizes 100k/10k/20k (unverified for the long tasks, docs/paper-settings.md 2.4).
+  shows), and so are the points' own evaluation settings (``F4A_EVAL``, ``F4B_EVAL``: the 1-segment
+  Baseline's patience 8, minimum lr 1e-6 and evaluations every 80k; 80k at 9 segments; the validation
+  and separate test caps of each point). Data sizes 100k/10k/20k (unverified for the long tasks,
+  docs/paper-settings.md 2.4). Memory starts from one shared vector and the Tr-XL cache is carried across samples,
+  as in the authors' code (``_samples.py``).
 - ``small``: a tenth of the lengths: F4a copies 12 symbols (36 tokens) in 1/3/6/9 segments of 36/12/6/4
   with memory 6/3/4 (the paper's memory/segment ratios); F4b keeps segment 12 and memory 6 and copies
   12/24/36 symbols (36/72/108 tokens, 3/6/9 segments). 2-layer width-64 models for every point, the
@@ -41,6 +45,28 @@ F4A = [
     ("Baseline", 6, 60, 0, 200_000, 128), ("Tr-XL", 6, 60, 30, 200_000, 256), ("RMT", 6, 60, 30, 400_000, 128),
     ("Baseline", 9, 40, 0, 600_000, 128), ("Tr-XL", 9, 40, 40, 600_000, 128), ("RMT", 9, 40, 40, 600_000, 128),
 ]
+# Per point, where the runs behind it (runs.csv, the first listed where two differ) did not use the
+# setting's patience 5, minimum lr 1e-5, evaluations every 40k over 20 batches: the eval interval, the
+# validation and test caps (max_eval_steps, max_test_steps; None: the test takes the validation cap) and
+# the plateau settings.
+F4A_EVAL = {
+    ("Baseline", 1): {"eval": {"every": 80_000, "max_batches": 20, "test_max_batches": 30},
+                      "train": {"plateau_patience": 8, "min_lr": 1e-6}},
+    **{("Baseline", n): {"eval": {"max_batches": 3, "test_max_batches": 10}} for n in (3, 6, 9)},
+    **{(m, n): {"eval": {"max_batches": 50}} for m in ("Tr-XL", "RMT") for n in (3, 6)},
+    **{(m, 9): {"eval": {"every": 80_000, "max_batches": 20, "test_max_batches": 30}} for m in ("Tr-XL", "RMT")},
+}
+F4B_EVAL = {
+    **{(m, 3): {"eval": {"max_batches": 50}} for m in ("Tr-XL", "RMT")},
+    **{(m, n): {"eval": {"max_batches": 20, "test_max_batches": 50}} for m in ("Tr-XL", "RMT") for n in (6, 9)},
+}
+
+
+def _paper_overrides(per_point: dict, key, steps: int, batch: int) -> dict:
+    extra = per_point.get(key, {})
+    return {"train": {"steps": steps, "batch_size": batch, **extra.get("train", {})}, "eval": extra.get("eval", {})}
+
+
 # F4b: (model, source length, segments, steps, batch); segment 120, memory 60
 F4B = [
     ("Tr-XL", 120, 3, 100_000, 256), ("RMT", 120, 3, 200_000, 128),
@@ -62,7 +88,7 @@ def fig4a_cells(preset: str):
     for model, n, length, memory, steps, batch in F4A:
         if preset != "paper":
             length, memory = length // 10, memory // 10
-        extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
+        extra = _paper_overrides(F4A_EVAL, (model, n), steps, batch) if preset == "paper" else None
         out.append(cell(_base(preset, 120, deeper=n == 1), {"segments": n, "segment_length": length, "memory": memory},
                         model=model, memory=memory, segment_length=length, overrides=extra, preset=preset))
     return out
@@ -73,7 +99,7 @@ def fig4b_cells(preset: str):
     out = []
     for model, src_len, n, steps, batch in F4B:
         copy_length = 3 * (src_len if preset == "paper" else src_len // 10)
-        extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
+        extra = _paper_overrides(F4B_EVAL, (model, n), steps, batch) if preset == "paper" else None
         labels = {"copy_length": copy_length, "segments": n, "segment_length": length, "memory": memory}
         out.append(cell(_base(preset, src_len), labels, model=model, memory=memory, segment_length=length,
                         overrides=extra, preset=preset))

@@ -14,7 +14,10 @@ Presets (``_samples.py``):
   as Figure 3 (patience 8, evaluations every 12k steps over 50 batches, batch 32, data 100k/5k/10k) with
   the step budgets of those runs (copy 500k/700k, reverse 500k/850k); F8c as the long tasks (patience 5,
   minimum lr 1e-5, evaluations every 40k steps over 20 batches, batch 128) with each point's steps from
-  ``runs.csv`` (RMT 500k/500k/1M, Tr-XL 300k/500k/500k, Tr-XL memory 40 1M).
+  ``runs.csv`` (RMT 500k/500k/1M, Tr-XL 300k/500k/500k, Tr-XL memory 40 1M). Per point where its
+  runs differ (``PAPER_EVAL``): F8a's 3-segment Tr-XL evaluates every 4k steps, F8c's points have their
+  own validation and test caps. Memory starts from one shared vector and the Tr-XL cache is carried
+  across samples, as in the authors' code (``_samples.py``).
 - ``small``: F8a copies 8 symbols (24 tokens) in 3/6 segments of 8/4 with memory 4/2; F8b reverses 12
   (24 tokens) in 2/4 segments of 12/6 with memory 6/3; F8c reverses 24 (48 tokens) in 2/4/6 segments of
   24/12/8 with memory 12 (Tr-XL also 8 at 6 segments). Unmeasured here.
@@ -57,6 +60,18 @@ SUMMARIES = {
 }
 
 
+# Per point of the paper preset, where its runs (runs.csv, the first listed where two differ) did not use
+# the setting's evaluation: F8a's 3-segment Tr-XL evaluated every 4k steps; F8c's validation and test
+# caps (max_eval_steps, max_test_steps; None: the test takes the validation cap).
+PAPER_EVAL = {
+    ("fig8a", "Tr-XL", 3): {"every": 4_000},
+    **{("fig8c", m, n): {"max_batches": 20, "test_max_batches": 50} for m in ("Tr-XL", "RMT") for n in (2, 4)},
+    ("fig8c", "Tr-XL", 6): {"max_batches": 20, "test_max_batches": 50},
+    ("fig8c", "RMT", 6): {"max_batches": 3},
+    ("fig8c", "Tr-XL memory 40", 6): {"max_batches": 3, "test_max_batches": 10},
+}
+
+
 def cells(name: str, preset: str):
     kind, src_len, small_src, vocab, paper, batch, points = SPECS[name]
     task = {"kind": kind, "src_len": src_len if preset == "paper" else small_src, "n_symbols": vocab - 2}
@@ -65,7 +80,9 @@ def cells(name: str, preset: str):
     for model, series, n, length, memory, small_length, small_memory, steps in points:
         if preset != "paper":
             length, memory = small_length, small_memory
-        extra = {"train": {"steps": steps, "batch_size": batch}} if preset == "paper" else None
+        extra = None
+        if preset == "paper":
+            extra = {"train": {"steps": steps, "batch_size": batch}, "eval": PAPER_EVAL.get((name, series, n), {})}
         labels = {"series": series, "segments": n, "segment_length": length, "memory": memory}
         out.append(cell(base, labels, model=model, memory=memory, segment_length=length, overrides=extra,
                         preset=preset))

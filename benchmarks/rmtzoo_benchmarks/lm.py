@@ -8,9 +8,14 @@ the 400k-step rows, variant ``2x``):
 - MemTr: memory tokens at the segment start only (``shared``), carried with BPTT-0, as the LM-RMT runs
   with ``mem_at_end`` off (docs/paper-settings.md 1.7);
 - Tr-XL: a stop-gradient cache (``xl``); the same cache at evaluation ("to match RMT");
-- RMT BPTT-k: read/write memory, exact truncated BPTT through k previous segments (``rmt``; the
-  released code's re-run started from the newest memory, docs/paper-settings.md 1.5, a deviation named in the README);
-- Tr-XL + RMT: both (``rmt_xl``), without A.5's auxiliary loss (not in the released code).
+- RMT BPTT-k: read/write memory, exact truncated BPTT through k previous segments (``rmt``,
+  ``bptt_rerun = "exact"`` in every preset); the released code's re-run started from the newest memory
+  (docs/paper-settings.md 1.5), which ``recurrence.bptt_rerun = "newest_memory"`` reproduces for a
+  user who wants to check whether a BPTT-k row depends on it;
+- Tr-XL + RMT: both (``rmt_xl``), without A.5's auxiliary loss (not in the released code). Whether
+  memory tokens attend to the cache: the ``paper`` preset sets ``memory_reads_cache = false``, the value
+  of the only CSV run that has both a cache and memory (enwik8, cache 10 + memory 20; the WikiText-103
+  Tr-XL + RMT rows are not in the CSV); ``small`` and ``smoke`` keep rmtzoo's default (true).
 
 Memory starts from one shared N(0, 1) vector (``init = "single_vector"``), as in LM-RMT.
 
@@ -21,14 +26,15 @@ Presets:
   12 layers, 8 heads, d_model 512, d_head 64, d_inner 2048, batch 22 at segment 512 and 64 at 128.
   Dropout 0.1, post-LN, Adam 2.5e-4 with cosine annealing to 0 and no warm-up (the CSV's scheduler;
   the paper says linear), clip 0.25, 200k steps on WikiText-103 (400k for ``2x``) and 400k on enwik8,
-  evaluation every 4,000 steps with batch 10 over the whole stream, bf16 autocast (precision is not
-  stated in the paper). The corpora load from the Hub or ``task.path`` (set it with an override).
+  evaluation every 4,000 steps with batch 10 over the whole stream, fp32 (every CSV row has fp16
+  off; the paper does not state a precision). The corpora load from the Hub or ``task.path`` (set it with an override).
   Deviation: the enwik8 segment-512 Tr-XL row (1.071) was evaluated in 128-token segments with an eval
   cache of 896 (docs/paper-settings.md 3.1); rmtzoo has no separate evaluation segment, so the cell evaluates at its
   training segment and cache (512/512).
 - ``small``: the embedded ``synthetic_lm`` corpus (200k/20k tokens, no download) with the paper's
   segment lengths, memory sizes, caches and BPTT depths, a 2-layer pre-LN model of width 64, Adam 1e-3
-  cosine for 1,000 steps (2,000 for ``2x``), batch 16. Its perplexities are NOT comparable to the
+  cosine for 1,000 steps (2,000 for ``2x``), batch 16, fp32 (rmtzoo's default precision; it never ran
+  bf16, so its config hashes stay). Its perplexities are NOT comparable to the
   paper's (another corpus, a tiny model); the paper column is there for the orderings and claims.
   The enwik8 spec reports ppl in this preset (the corpus is word level). Cell time unmeasured: one cell
   (wt103, RMT memory 10 BPTT-3, segment 50) had not finished after 150 s wall (64 s CPU) with
@@ -87,7 +93,7 @@ CORPORA = {
 SYNTHETIC_VOCAB = 372  # rmtzoo.tasks._lm_data.SYNTHETIC_VOCAB_SIZE
 
 
-def model_blocks(model: str, memory: int, cache: int | None, bptt: int | None) -> dict:
+def model_blocks(model: str, memory: int, cache: int | None, bptt: int | None, *, preset: str = "small") -> dict:
     mem = {"kind": "read_write", "num_tokens": memory, "init": "single_vector"}
     if model == "Baseline":
         return {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}
@@ -98,7 +104,10 @@ def model_blocks(model: str, memory: int, cache: int | None, bptt: int | None) -
     if model == "RMT":
         return {"memory": mem, "recurrence": {"kind": "rmt", "bptt_depth": bptt}}
     if model == "Tr-XL+RMT":
-        return {"memory": mem, "recurrence": {"kind": "rmt_xl", "cache_len": cache, "bptt_depth": bptt}}
+        recurrence = {"kind": "rmt_xl", "cache_len": cache, "bptt_depth": bptt}
+        if preset == "paper":  # the only CSV run with cache and memory (enwik8 10 + 20) had read_mem_from_cache off
+            recurrence["memory_reads_cache"] = False
+        return {"memory": mem, "recurrence": recurrence}
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -108,7 +117,7 @@ def _base(preset: str, corpus: str, segment_length: int, variant: str) -> dict:
         c = CORPORA[corpus]
         backbone = {"kind": "transformer_xl", **c["arch"], "dropout": 0.1}
         train = {"lr": 2.5e-4, "batch_size": c["batch"][segment_length], "steps": c["steps"] * longer,
-                 "schedule": "cosine", "warmup_steps": 0, "grad_clip": 0.25, "precision": "bf16", "log_every": 200}
+                 "schedule": "cosine", "warmup_steps": 0, "grad_clip": 0.25, "precision": "fp32", "log_every": 200}
         return {"task": c["task"], "backbone": backbone, "train": train, "eval": {"every": 4_000, "batch_size": 10}}
     if preset == "small":
         backbone = {"kind": "transformer_xl", "vocab_size": SYNTHETIC_VOCAB, "n_layer": 2, "n_head": 4, "d_model": 64,
@@ -128,7 +137,7 @@ def lm_cell(preset: str, corpus: str, row, **extra_labels) -> Cell:
     # every cell has every key (empty where a model has none), so the table's columns line up
     labels = {"model": model, "segment_length": length, "memory": memory, "cache": "" if cache is None else cache,
               "bptt": "" if bptt is None else bptt, "variant": variant}
-    config = {**_base(preset, corpus, length, variant), **model_blocks(model, memory, cache, bptt),
+    config = {**_base(preset, corpus, length, variant), **model_blocks(model, memory, cache, bptt, preset=preset),
               "segment": {"length": length}}
     return Cell(labels={**labels, **extra_labels}, config=config)
 

@@ -11,7 +11,8 @@ Presets (``_samples.py``):
 
 - ``paper``: 6 layers, 6 heads, d_model 128, d_head 64, d_inner 256; Adam 1e-4, plateau halving with
   patience 10 (evaluations every 12k steps, 10 batches: the cap most CSV runs used), 600k steps, batch
-  32, data 100k/10k/20k.
+  32, data 100k/10k/20k; memory from one shared vector and the Tr-XL cache carried across samples, as in
+  the authors' code (``_samples.py``).
 - ``small``: the task cannot shrink (its 180-token slot layout is fixed), so only the model does: 2
   layers of width 64, the small training of ``_samples.py``. Unmeasured: one cell (RMT, 2,500 steps of
   6 segments with greedy evaluation) is well over the 2-minute budget for a measurement here.

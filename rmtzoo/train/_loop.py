@@ -221,10 +221,15 @@ class Trainer:
         return loss, x.numel()
 
     def evaluate(self, split: str, *, whole: bool = False) -> dict:
-        """Metrics on ``split``: its first ``eval.max_batches`` batches, or all of it with ``whole``."""
+        """Metrics on ``split``: its first ``eval.max_batches`` batches, or all of it with ``whole``; the
+        test split takes ``eval.test_max_batches`` instead when that is set, ``whole`` or not."""
         ev = self.config.eval
-        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size,
-                                max_batches=None if whole else ev.max_batches, autocast=self.autocast)
+        if split == "test" and ev.test_max_batches is not None:
+            cap = ev.test_max_batches
+        else:
+            cap = None if whole else ev.max_batches
+        metrics = evaluate_task(self.model, self.task, split, batch_size=ev.batch_size, max_batches=cap,
+                                autocast=self.autocast)
         self.model.train()
         return metrics
 
