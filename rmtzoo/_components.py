@@ -34,6 +34,10 @@ class BackboneCapabilities:
     accepts_cache: ``forward`` takes a per-layer cache of past layer inputs (a Transformer-XL cache).
     per_sample_mask: ``forward`` also takes a per-sample mask ``[B, S, C+S]`` (padding: a padded key is
         hidden from every query); sequence classification needs this.
+    associative_memory: ``forward`` also takes ``associative`` (its per-layer associative memory, as it
+        returned it, or None for an empty one) and ``write_positions`` (the slice of ``x`` holding the
+        write memory, whose outputs update it), and returns the updated memory as
+        ``BackboneOutput.associative`` (ARMT, :mod:`rmtzoo.backbones.armt`).
     arbitrary_mask: False for a backbone that follows its own causal order only (a state-space model or
         an RNN): each position sees every earlier one, over ``[cache, read memory, segment, write
         memory]``, and nothing else can be hidden. The model then hands it ``mask=None``. A placement or
@@ -46,6 +50,7 @@ class BackboneCapabilities:
     causal: bool
     accepts_cache: bool
     per_sample_mask: bool = False
+    associative_memory: bool = False
     arbitrary_mask: bool = True
 
 
@@ -104,6 +109,8 @@ class RecurrenceSpec:
 
     carries_memory: memory written by one segment is read by the next (needs a placement with memory).
     uses_cache: a per-layer Transformer-XL cache is carried (needs a backbone that accepts a cache).
+    carries_associative: the backbone's per-layer associative memory is carried (needs a backbone with
+        the ``associative_memory`` capability).
     """
 
     name: str
@@ -112,6 +119,7 @@ class RecurrenceSpec:
     build: Callable[..., Any]
     carries_memory: bool
     uses_cache: bool
+    carries_associative: bool = False
     test_params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -173,6 +181,8 @@ class RecurrencePolicy:
         ``newest_memory`` from the newest memory (the released LM code's behaviour).
     cache_len: length L of the per-layer Transformer-XL cache (0: no cache).
     memory_reads_cache: memory tokens attend to the cache (LM-RMT's ``read_mem_from_cache``).
+    carries_associative: the backbone's associative memory is carried (ARMT); BPTT depth bounds the
+        gradient through it exactly as through the memory tokens.
     cache_scope: on sample tasks, ``per_sample`` starts every sample with an empty cache;
         ``across_samples`` hands the cache a batch ends with to the next batch's first segments (row by
         row, stop-gradient), as the authors' synthetic training and evaluation-loss passes did. Memory
@@ -183,6 +193,7 @@ class RecurrencePolicy:
     bptt_depth: int | None = None
     cache_len: int = 0
     memory_reads_cache: bool = False
+    carries_associative: bool = False
     cache_scope: str = "per_sample"
     bptt_rerun: str = "exact"
     aux_loss_weight: float = 0.0
@@ -206,15 +217,17 @@ class BackboneOutput(tuple):
     """What ``backbone.forward`` returns: ``hidden [B, S, D]`` and ``layer_inputs`` (one ``[B, S, D]``
     per layer: the states a Transformer-XL cache keeps; an empty tuple for a backbone without a cache).
     ``pooled [B, D]`` (or None) is the backbone's own summary of the sequence (an encoder's [CLS] state
-    through its pooler). It still unpacks as ``hidden, layer_inputs``."""
+    through its pooler). ``associative`` is the updated per-layer associative memory of a backbone with
+    that capability (None otherwise). It still unpacks as ``hidden, layer_inputs``."""
 
-    def __new__(cls, hidden, layer_inputs=(), pooled=None):
+    def __new__(cls, hidden, layer_inputs=(), pooled=None, associative=None):
         out = super().__new__(cls, (hidden, tuple(layer_inputs)))
         out.pooled = pooled
+        out.associative = associative
         return out
 
-    def __getnewargs__(self):  # pickling and copying keep ``pooled``
-        return (self[0], self[1], self.pooled)
+    def __getnewargs__(self):  # pickling and copying keep ``pooled`` and ``associative``
+        return (self[0], self[1], self.pooled, self.associative)
 
     @property
     def hidden(self):

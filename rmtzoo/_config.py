@@ -230,7 +230,9 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
     ok_recurrences = [
         r.name
         for r in registry.specs("recurrences")
-        if (placement.has_memory or not r.carries_memory) and (caps.accepts_cache or not r.uses_cache)
+        if (placement.has_memory or not r.carries_memory)
+        and (caps.accepts_cache or not r.uses_cache)
+        and (caps.associative_memory or not r.carries_associative)
     ]
     if recurrence.carries_memory and not placement.has_memory:
         with_memory = [p.name for p in registry.specs("memory_placements") if p.has_memory and p.name in ok_placements]
@@ -243,6 +245,13 @@ def check_capabilities(config: ExperimentConfig, registry: Registry) -> None:
         raise ConfigError(
             f"recurrence.kind: {recurrence.name!r} needs a backbone that accepts a Transformer-XL cache and "
             f"backbone {backbone.name!r} does not; allowed with it: {', '.join(ok_recurrences)}"
+        )
+    if recurrence.carries_associative and not caps.associative_memory:
+        able = [b.name for b in registry.specs("backbones") if _declares(b, "associative_memory")]
+        raise ConfigError(
+            f"recurrence.kind: {recurrence.name!r} carries an associative memory and backbone "
+            f"{backbone.name!r} has none; use backbone.kind one of: {', '.join(able) or '(none registered)'}, "
+            f"or recurrence.kind one of: {', '.join(ok_recurrences)}"
         )
     if not caps.arbitrary_mask:
         _check_causal_order(config, registry, backbone.name)

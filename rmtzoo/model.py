@@ -32,6 +32,7 @@ class PastSegment:
     cache: tuple[torch.Tensor, ...] | None
     padding_mask: torch.Tensor | None = None
     cache_valid: torch.Tensor | None = None
+    associative: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class RecurrentState:
     window: the last ``bptt_depth`` segments, replayed so a loss reaches back exactly k transitions.
     n_segments: segments processed so far.
     cache_valid: ``[B, C]`` bool, False where a cache entry came from padding (None: every entry counts).
+    associative: the backbone's per-layer associative memory (ARMT: one ``[B, F, D+1]`` per layer),
+        None without one or before the first segment (an empty memory).
     """
 
     batch_size: int
@@ -51,11 +54,14 @@ class RecurrentState:
     window: tuple[PastSegment, ...] = ()
     n_segments: int = 0
     cache_valid: torch.Tensor | None = None
+    associative: tuple[torch.Tensor, ...] | None = None
 
     def detach(self) -> RecurrentState:
         """The same values with no graph: for carrying state across optimizer steps."""
-        memory = None if self.memory is None else self.memory.detach()
-        return RecurrentState(self.batch_size, memory, self.cache, self.window, self.n_segments, self.cache_valid)
+        return RecurrentState(
+            self.batch_size, _detach(self.memory), self.cache, self.window, self.n_segments, self.cache_valid,
+            _detach(self.associative),
+        )
 
 
 @dataclass(frozen=True)
@@ -143,12 +149,16 @@ class RecurrentMemoryModel(nn.Module):
         keys; a sample whose whole segment is padding keeps its memory."""
         segment_ids = self._check_ids(segment_ids, state)
         padding_mask = self._check_padding(padding_mask, segment_ids)
-        memory_in = self._memory_to_read(state)
-        hidden, written, layer_inputs, pooled, nll, inputs, mask = self._checkpointed(
-            self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid, targets
+        memory_in, associative_in = self._state_to_read(state)
+        hidden, written, layer_inputs, pooled, associative, nll, inputs, mask = self._checkpointed(
+            self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid,
+            associative_in, targets,
         )
         policy = self.policy
         memory_out = self._next_memory(memory_in, written, padding_mask) if policy.carries_memory else state.memory
+        associative_out = None
+        if policy.carries_associative:
+            associative_out = self._next_associative(associative_in, associative, padding_mask)
         cache_out, cache_valid = state.cache, state.cache_valid
         if policy.cache_len:
             cache_out = tuple(
@@ -158,11 +168,15 @@ class RecurrentMemoryModel(nn.Module):
             if padding_mask is not None or cache_valid is not None:
                 cache_valid = self._next_cache_valid(state, padding_mask, segment_ids)  # [B, C']
         window = state.window
-        if policy.carries_memory and policy.bptt_depth:
-            started = PastSegment(segment_ids, memory_in.detach(), state.cache, padding_mask, state.cache_valid)
+        if (policy.carries_memory or policy.carries_associative) and policy.bptt_depth:
+            started = PastSegment(
+                segment_ids, _detach(memory_in), state.cache, padding_mask, state.cache_valid, _detach(associative_in)
+            )
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
-        new_state = RecurrentState(state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid)
+        new_state = RecurrentState(
+            state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out
+        )
         return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
 
     def aux_nll(self, written: torch.Tensor) -> torch.Tensor:
@@ -181,6 +195,15 @@ class RecurrentMemoryModel(nn.Module):
             return memory
         empty = ~padding_mask.any(dim=1)  # [B]
         return torch.where(empty[:, None, None], memory_in, memory)  # [B, M, D]
+
+    def _next_associative(self, associative_in, associative, padding_mask):
+        """The associative memory the next segment reads; a sample whose segment is all padding keeps
+        the one it started from (an empty one when that was None)."""
+        if padding_mask is None or associative is None:
+            return associative
+        empty = ~padding_mask.any(dim=1)  # [B]
+        before = associative_in or tuple(torch.zeros_like(a) for a in associative)
+        return tuple(torch.where(empty[:, None, None], a0, a) for a0, a in zip(before, associative, strict=True))
 
     def _positions_valid(self, padding_mask, n_tokens: int, batch_size: int, device):
         """[B, R+T+W] bool: memory positions are always real, segment positions as ``padding_mask``."""
@@ -201,27 +224,36 @@ class RecurrentMemoryModel(nn.Module):
         old = state.cache_valid if state.cache_valid is not None else new.new_ones(b, n_old)
         return torch.cat([old, new], dim=1)[:, -self.policy.cache_len :]  # [B, C']
 
-    def _memory_to_read(self, state: RecurrentState) -> torch.Tensor | None:
-        """The memory this segment reads, with gradient through exactly ``bptt_depth`` transitions.
+    def _state_to_read(self, state: RecurrentState):
+        """The memory and associative memory this segment reads, with gradient through exactly
+        ``bptt_depth`` transitions of both.
 
         With k set and more than k segments behind us, the last k segments are re-run from the detached
         memory they started from (k extra forward passes, as LM-RMT's trainer does, but from the memory
         of k segments ago: docs/paper-settings.md 1.5 describes the released code's quirk of starting from the newest,
         which ``recurrence.bptt_rerun = "newest_memory"`` reproduces). Dropout draws new masks in the re-run.
         """
-        k = self.policy.bptt_depth
+        policy, k = self.policy, self.policy.bptt_depth
         memory = state.memory
-        if memory is None or not self.policy.carries_memory or k is None or state.n_segments <= k:
-            return memory
+        associative = state.associative if policy.carries_associative else None
+        carried = (policy.carries_memory and memory is not None) or policy.carries_associative
+        if not carried or k is None or state.n_segments <= k:
+            return memory, associative
         if k == 0 or not torch.is_grad_enabled():  # nothing to backpropagate into: no re-run
-            return memory.detach()
-        memory = state.memory.detach() if self.policy.bptt_rerun == "newest_memory" else state.window[0].memory
+            return (_detach(memory) if policy.carries_memory else memory), _detach(associative)
+        newest = policy.bptt_rerun == "newest_memory"
+        if policy.carries_memory:
+            memory = state.memory.detach() if newest else state.window[0].memory
+        associative = _detach(state.associative) if newest and policy.carries_associative else state.window[0].associative
         for past in state.window:
-            _, written, *_ = self._checkpointed(
-                self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid
+            _, written, _, _, updated, *_ = self._checkpointed(
+                self._run_segment, past.ids, memory, past.cache, past.padding_mask, past.cache_valid, associative
             )
-            memory = self._next_memory(memory, written, past.padding_mask)
-        return memory
+            if policy.carries_memory:
+                memory = self._next_memory(memory, written, past.padding_mask)
+            if policy.carries_associative:
+                associative = self._next_associative(associative, updated, past.padding_mask)
+        return memory, associative
 
     def _checkpointed(self, fn, *args):
         """``fn(*args)``; with ``segment.checkpoint_activations`` while a gradient is recorded, under
@@ -243,13 +275,15 @@ class RecurrentMemoryModel(nn.Module):
             )
         return checkpoint(fn, *args, use_reentrant=False)
 
-    def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, targets):
+    def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, associative, targets):
         """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
-        hidden, written, layer_inputs, pooled, inputs, mask = self._run_segment(ids, memory, cache, padding_mask, cache_valid)
+        hidden, written, layer_inputs, pooled, associative, inputs, mask = self._run_segment(
+            ids, memory, cache, padding_mask, cache_valid, associative
+        )
         nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        return hidden, written, layer_inputs, pooled, nll, inputs, mask
+        return hidden, written, layer_inputs, pooled, associative, nll, inputs, mask
 
-    def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None):
+    def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None, associative=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
         n_cache = 0 if cache is None else cache[0].shape[1]
         inputs = self.placement.assemble(memory, tokens)  # [B, R+T+W, D]
@@ -273,10 +307,25 @@ class RecurrentMemoryModel(nn.Module):
             if mask.dim() == 3 or (torch.ones_like(mask).tril(n_cache) & ~mask).any():
                 raise InputError("this backbone follows its causal order only; the mask hides a key it would see")
             out = self.backbone(inputs, mask=None, cache=cache)
+        elif self.capabilities.associative_memory:
+            out = self.backbone(
+                inputs, mask=mask, cache=cache, associative=associative,
+                write_positions=self._write_positions(ids.shape[1]),
+            )
         else:
             out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), inputs, mask
+        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), getattr(out, "associative", None), inputs, mask
+
+    def _write_positions(self, n_tokens: int) -> slice:
+        """Where the written memory sits in ``[read | segment | write]``: the write block, or the read
+        block for a placement that writes in place (``shared``); empty without memory tokens."""
+        p = self.placement
+        if not p.num_memory:
+            return slice(0, 0)
+        if p.n_write:
+            return slice(p.n_read + n_tokens, p.n_read + n_tokens + p.n_write)
+        return slice(0, p.n_read)
 
     # -- whole sequences --------------------------------------------------------------------------
     def split_segments(self, ids: torch.Tensor) -> list[torch.Tensor]:
@@ -383,6 +432,15 @@ class RecurrentMemoryModel(nn.Module):
                 raise InputError(f"padding_mask must be bool (True: a real token), got dtype {padding_mask.dtype}")
             padding_mask = padding_mask != 0
         return padding_mask.to(ids.device)
+
+
+def _detach(value):
+    """A tensor, a tuple of tensors or None, without its graph."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(v.detach() for v in value)
+    return value.detach()
 
 
 def _without_autocast_cache(fn):

@@ -119,9 +119,9 @@ def test_list_everything(capsys):
     rc, out, err = run_cli(capsys, "--no-entry-points", "list")
     assert rc == 0 and err == ""
     assert sections(out) == {
-        "backbones": ["transformer_xl", "transformer_xl_encoder"],
+        "backbones": ["armt", "transformer_xl", "transformer_xl_encoder"],
         "memory_placements": ["none", "read_write", "shared"],
-        "recurrences": ["none", "rmt", "rmt_xl", "xl"],
+        "recurrences": ["armt", "none", "rmt", "rmt_xl", "xl"],
         "attention_backends": ["auto", "eager", "sdpa"],
         "tasks": BUILTIN_TASKS,
     }
@@ -145,7 +145,7 @@ def test_list_with_installed_plugins_keeps_builtins(capsys):
 
 def test_list_one_axis(capsys):
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "recurrences")
-    assert rc == 0 and sections(out) == {"recurrences": ["none", "rmt", "rmt_xl", "xl"]}
+    assert rc == 0 and sections(out) == {"recurrences": ["armt", "none", "rmt", "rmt_xl", "xl"]}
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "kernels")  # an alias
     assert rc == 0 and sections(out) == {"attention_backends": ["auto", "eager", "sdpa"]}
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "tasks")
@@ -210,7 +210,7 @@ def test_list_plugin_dir_from_environment(capsys, monkeypatch):
 def test_block_option_and_environment(capsys, monkeypatch):
     rc, out, _ = run_cli(capsys, "--plugins-dir", PLUGINS_DIR, "--block", "toy_mixer", "list", "backbones")
     assert rc == 0 and "toy_mixer" not in out
-    monkeypatch.setenv("RMTZOO_BLOCK_PLUGINS", "rmtzoo.recurrences")
+    monkeypatch.setenv("RMTZOO_BLOCK_PLUGINS", "rmtzoo.recurrences,rmtzoo.armt")
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "recurrences")
     assert rc == 0 and sections(out) == {"recurrences": []}
 
@@ -275,8 +275,8 @@ def test_schema_is_valid_json(capsys):
     schema = json.loads(out)
     assert schema["title"] == "ExperimentConfig"
     mapping = schema["properties"]["backbone"]["discriminator"]["mapping"]
-    assert sorted(mapping) == ["toy_mixer", "transformer_xl", "transformer_xl_encoder"]
-    assert sorted(schema["properties"]["recurrence"]["discriminator"]["mapping"]) == ["none", "rmt", "rmt_xl", "xl"]
+    assert sorted(mapping) == ["armt", "toy_mixer", "transformer_xl", "transformer_xl_encoder"]
+    assert sorted(schema["properties"]["recurrence"]["discriminator"]["mapping"]) == ["armt", "none", "rmt", "rmt_xl", "xl"]
     assert "vocab_size" in schema["$defs"]["backbones__toy_mixer"]["properties"]
 
 
@@ -469,7 +469,7 @@ def test_subprocess_list():
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     found = sections(proc.stdout)
-    assert [len(found[a]) for a in ["backbones", "memory_placements", "recurrences"]] == [2, 3, 4]
+    assert [len(found[a]) for a in ["backbones", "memory_placements", "recurrences"]] == [3, 3, 5]
     assert found["attention_backends"] == ["auto", "eager", "sdpa"]
     assert found["tasks"] == BUILTIN_TASKS
 

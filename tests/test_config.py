@@ -305,6 +305,7 @@ def test_every_supported_combination_validates(registry):
                     (caps.causal or not placement.requires_causal)
                     and (placement.has_memory or not rec.carries_memory)
                     and (caps.accepts_cache or not rec.uses_cache)
+                    and (caps.associative_memory or not rec.carries_associative)
                 )
                 data = {
                     "backbone": {"kind": backbone, **spec.test_params},
@@ -538,7 +539,7 @@ def test_schema_follows_the_registry():
     registry = rmtzoo.Registry(environ={}, entry_points=False)
     bare = rmtzoo.config_json_schema(registry)
     assert "backbones__toy_mixer" not in bare["$defs"]
-    assert sorted(bare["properties"]["backbone"]["discriminator"]["mapping"]) == ["transformer_xl", "transformer_xl_encoder"]
+    assert sorted(bare["properties"]["backbone"]["discriminator"]["mapping"]) == ["armt", "transformer_xl", "transformer_xl_encoder"]
     # the built-in task plugins give an optional task field with one variant per task
     (task_union,) = [v for v in bare["properties"]["task"]["anyOf"] if "discriminator" in v]
     assert sorted(task_union["discriminator"]["mapping"]) == registry.names("tasks")

@@ -42,6 +42,7 @@ def test_validation_matches_the_declared_capabilities(combo, registry):
         (caps.causal or not placement.requires_causal)
         and (placement.has_memory or not recurrence.carries_memory)
         and (caps.accepts_cache or not recurrence.uses_cache)
+        and (caps.associative_memory or not recurrence.carries_associative)
         # a causal-order-only backbone cannot keep memory from reading the cache
         and (caps.arbitrary_mask or not (policy.cache_len and placement.has_memory and not policy.memory_reads_cache))
     )
@@ -55,6 +56,9 @@ def test_toy_backbone_rejects_cache_recurrences_and_accepts_the_rest(registry):
     for combo in toy:
         cache = combo.recurrence in {"xl", "rmt_xl"}
         memoryless = combo.memory == "none" and combo.recurrence in {"rmt", "rmt_xl"}
+        if registry.get("recurrences", combo.recurrence).carries_associative:  # toy_mixer has no associative memory
+            assert not is_valid(combo, registry)
+            continue
         if cache:
             with pytest.raises(rmtzoo.ConfigError) as info:
                 rmtzoo.load_config(combo.config(), registry=registry)

@@ -144,9 +144,9 @@ def test_builtins_only():
     infos = registry.plugins()
     assert [p.name for p in infos] == BUILTINS
     assert {p.source for p in infos} == {"builtin"}
-    assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
+    assert registry.names("backbones") == ["armt", "transformer_xl", "transformer_xl_encoder"]
     assert registry.names("memory_placements") == ["none", "read_write", "shared"]
-    assert registry.names("recurrences") == ["none", "rmt", "rmt_xl", "xl"]
+    assert registry.names("recurrences") == ["armt", "none", "rmt", "rmt_xl", "xl"]
     assert registry.names("attention_backends") == ["auto", "eager", "sdpa"]
     assert SAMPLE_TASKS <= set(registry.names("tasks"))
     assert registry.names("benchmarks") == []
@@ -420,8 +420,8 @@ def test_block_entry_point(toy_ep):
 
 
 def test_block_builtin():
-    registry = rmtzoo.Registry(environ={}, entry_points=False, block=["rmtzoo.recurrences"])
-    assert [p.name for p in registry.plugins()] == [n for n in BUILTINS if n != "rmtzoo.recurrences"]
+    registry = rmtzoo.Registry(environ={}, entry_points=False, block=["rmtzoo.recurrences", "rmtzoo.armt"])
+    assert [p.name for p in registry.plugins()] == [n for n in BUILTINS if n not in ("rmtzoo.recurrences", "rmtzoo.armt")]
     assert registry.names("recurrences") == []
     assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
     with pytest.raises(rmtzoo.UnknownComponentError, match="unknown recurrence 'rmt'.*registered: none\\)"):
@@ -441,7 +441,7 @@ def test_block_builtin_task_plugin():
     with pytest.raises(rmtzoo.UnknownComponentError, match="unknown task 'copy'"):
         registry.get("tasks", "copy")
     # the other built-ins are untouched
-    assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
+    assert registry.names("backbones") == ["armt", "transformer_xl", "transformer_xl_encoder"]
     # with every task built-in blocked (through the environment too), no task is left
     registry = rmtzoo.Registry(
         environ={"RMTZOO_BLOCK_PLUGINS": ",".join(TASK_BUILTINS), "RMTZOO_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -464,7 +464,7 @@ def test_blocked_builtin_can_be_replaced_without_override(tmp_path):
     """With the built-in blocked, a plugin may register the same name without ``override``."""
     write_plugin(tmp_path / "d", "my_backbones", backbone_plugin("transformer_xl", summary="mine"))
     registry = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"], block=["rmtzoo.backbones"])
-    assert registry.names("backbones") == ["transformer_xl"]
+    assert registry.names("backbones") == ["armt", "transformer_xl"]  # armt is another built-in's
     assert registry.provider("backbones", "transformer_xl") == "my_backbones"
     assert registry.get("backbones", "transformer_xl").summary == "mine"
 
@@ -506,7 +506,7 @@ def test_duplicate_within_one_plugin(tmp_path):
 def test_override_replaces_builtin(tmp_path):
     write_plugin(tmp_path / "d", "replacer", backbone_plugin("transformer_xl", override=True, summary="patched"))
     registry = rmtzoo.Registry(environ={}, entry_points=False, plugins_dirs=[tmp_path / "d"])
-    assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
+    assert registry.names("backbones") == ["armt", "transformer_xl", "transformer_xl_encoder"]
     assert registry.provider("backbones", "transformer_xl") == "replacer"
     assert registry.get("backbones", "transformer_xl").summary == "patched"
     # the other built-in backbone is untouched
@@ -525,7 +525,7 @@ def test_unknown_name_lists_closest():
         registry.get("backbones", "transfomer_xl")
     message = str(err.value)
     assert message.startswith("unknown backbone 'transfomer_xl'; did you mean 'transformer_xl'")
-    assert "registered: transformer_xl, transformer_xl_encoder" in message
+    assert "registered: armt, transformer_xl, transformer_xl_encoder" in message
     assert isinstance(err.value, rmtzoo.ConfigError) and isinstance(err.value, KeyError)
 
 
@@ -534,7 +534,7 @@ def test_unknown_name_without_close_match():
     with pytest.raises(rmtzoo.UnknownComponentError) as err:
         registry.get("recurrences", "qqqqqq")
     assert "did you mean" not in str(err.value)
-    assert "registered: none, rmt, rmt_xl, xl" in str(err.value)
+    assert "registered: armt, none, rmt, rmt_xl, xl" in str(err.value)
     with pytest.raises(rmtzoo.UnknownComponentError, match="unknown memory placement 'sharde'; did you mean 'shared'"):
         registry.provider("memory", "sharde")
 
@@ -621,7 +621,7 @@ def test_misspelt_hook_name_names_plugin():
         registry.add_plugin(Typo(), "typo")
     # the registry is left as it was
     assert [p.name for p in registry.plugins()] == BUILTINS
-    assert registry.names("backbones") == ["transformer_xl", "transformer_xl_encoder"]
+    assert registry.names("backbones") == ["armt", "transformer_xl", "transformer_xl_encoder"]
 
 
 def test_hook_without_register_argument_is_called(tmp_path):

@@ -8,6 +8,7 @@ import dataclasses
 import rmtzoo
 from rmtzoo_benchmarks import fig4, lm, table1
 from rmtzoo_benchmarks.attention_maps import ATTENTION_MAPS
+from rmtzoo_benchmarks.babilong import BABILONG
 from rmtzoo_benchmarks.fig3 import FIG3
 from rmtzoo_benchmarks.fig8 import FIG8
 
@@ -21,6 +22,7 @@ SPECS = {
     **FIG8,
     **lm.LM,
     **ATTENTION_MAPS,
+    **BABILONG,
 }
 
 

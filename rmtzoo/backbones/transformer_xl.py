@@ -162,6 +162,17 @@ class TransformerXL(nn.Module):
     def forward(self, x: torch.Tensor, *, mask=None, cache=None) -> BackboneOutput:
         """x [B, S, D], mask [S, C+S] or per sample [B, S, C+S] bool or None, cache: n_layer x [B, C, D]
         -> hidden [B, S, D]."""
+        mask, pos_emb, additive = self.attention_inputs(x, mask, cache)
+        hidden = self.drop(x)
+        layer_inputs = []
+        for i in range(self.n_layer):
+            layer_inputs.append(hidden)
+            hidden = self.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask, additive=additive)
+        return BackboneOutput(self.drop(hidden), layer_inputs)
+
+    def attention_inputs(self, x: torch.Tensor, mask, cache):
+        """The mask every layer uses (the natural one when None), the dropped-out relative table and the
+        mask as an additive bias."""
         s = x.shape[1]
         c = 0 if cache is None else cache[0].shape[1]
         if mask is None and self.causal:
@@ -172,20 +183,15 @@ class TransformerXL(nn.Module):
         ahead = 0 if self.lm_rmt_distances else _lookahead(mask, s, c)  # lm_rmt: distances K-1 .. 0
         pos_emb = self.drop(self._relative_table(s, c, ahead, x.device, x.dtype))
         additive = None if mask is None else additive_mask(mask, compute_dtype(x))  # [S, K] or [B, 1, S, K]
-        hidden = self.drop(x)
-        layer_inputs = []
-        for i, layer in enumerate(self.layers):
-            layer_inputs.append(hidden)
-            hidden = layer(
-                hidden,
-                cache=None if cache is None or c == 0 else cache[i],
-                pos_emb=pos_emb,
-                r_w_bias=self.r_w_bias,
-                r_r_bias=self.r_r_bias,
-                mask=mask,
-                additive=additive,
-            )
-        return BackboneOutput(self.drop(hidden), layer_inputs)
+        return mask, pos_emb, additive
+
+    def run_layer(self, i: int, hidden: torch.Tensor, *, cache, pos_emb, mask, additive) -> torch.Tensor:
+        """Layer ``i`` on hidden ``[B, S, D]`` with its slice of the cache."""
+        empty = cache is None or cache[0].shape[1] == 0
+        return self.layers[i](
+            hidden, cache=None if empty else cache[i], pos_emb=pos_emb, r_w_bias=self.r_w_bias,
+            r_r_bias=self.r_r_bias, mask=mask, additive=additive,
+        )
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [B, T, D] -> [B, T, V] (log-probabilities when the head is adaptive)."""

@@ -111,13 +111,18 @@ def assert_states_equal(a: rmtzoo.RecurrentState, b: rmtzoo.RecurrentState, **to
         assert len(a.cache) == len(b.cache)
         for x, y in zip(a.cache, b.cache, strict=True):
             torch.testing.assert_close(x, y, **(tol or {"rtol": 0, "atol": 0}))
+    assert (a.associative is None) == (b.associative is None)
+    if a.associative is not None:
+        for x, y in zip(a.associative, b.associative, strict=True):
+            torch.testing.assert_close(x, y, **(tol or {"rtol": 0, "atol": 0}))
 
 
 def row(state: rmtzoo.RecurrentState, i: int) -> rmtzoo.RecurrentState:
-    """Row ``i`` of a batched state (memory and cache only)."""
+    """Row ``i`` of a batched state (memory, cache and associative memory only)."""
     memory = None if state.memory is None else state.memory[i : i + 1]
     cache = None if state.cache is None else tuple(c[i : i + 1] for c in state.cache)
-    return rmtzoo.RecurrentState(1, memory, cache, (), state.n_segments)
+    associative = None if state.associative is None else tuple(a[i : i + 1] for a in state.associative)
+    return rmtzoo.RecurrentState(1, memory, cache, (), state.n_segments, associative=associative)
 
 
 def xl_band_mask(n: int, segment_length: int, cache_len: int) -> torch.Tensor:

@@ -72,8 +72,10 @@ def _stack(states: list[RecurrentState]) -> RecurrentState:
 
     cache = None if first.cache is None else tuple(
         torch.cat(layer, dim=0) for layer in zip(*(s.cache for s in states), strict=True))  # [B, C, D] each
+    associative = None if first.associative is None else tuple(
+        torch.cat(layer, dim=0) for layer in zip(*(s.associative for s in states), strict=True))  # [B, F, D+1]
     return RecurrentState(len(states), cat([s.memory for s in states]), cache, (), first.n_segments,
-                          cat([s.cache_valid for s in states]))
+                          cat([s.cache_valid for s in states]), associative)
 
 
 def _unstack(state: RecurrentState) -> list[RecurrentState]:
@@ -81,7 +83,9 @@ def _unstack(state: RecurrentState) -> list[RecurrentState]:
         return None if x is None else x[i : i + 1]
 
     return [RecurrentState(1, row(state.memory, i), None if state.cache is None else tuple(c[i : i + 1] for c in state.cache),
-                           (), state.n_segments, row(state.cache_valid, i)) for i in range(state.batch_size)]
+                           (), state.n_segments, row(state.cache_valid, i),
+                           None if state.associative is None else tuple(a[i : i + 1] for a in state.associative))
+            for i in range(state.batch_size)]
 
 
 @torch.no_grad()

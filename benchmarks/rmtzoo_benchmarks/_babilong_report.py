@@ -1,0 +1,83 @@
+"""The babilong report's own part: accuracy against context length per model (table and figure, mean and
+sample std over seeds, n samples per point), and the cost of the longest evaluation of each model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rmtzoo._io import atomic_write
+
+
+def _sweeps(rows) -> dict[str, dict[int, list[dict]]]:
+    """model -> length -> one point per seed."""
+    out: dict[str, dict[int, list[dict]]] = {}
+    for row in rows:
+        for record in row["records"]:
+            for point in (record.get("analysis") or {}).get("lengths", []):
+                out.setdefault(row["labels"]["model"], {}).setdefault(int(point["length"]), []).append(point)
+    return out
+
+
+def _mean_std(values):
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return mean, std
+
+
+def _cell(points) -> str:
+    mean, std = _mean_std([p["accuracy"] for p in points])
+    samples = sum(p["n"] for p in points)
+    spread = "" if math.isnan(std) else f" ± {std:.2f}"
+    return f"{mean:.2f}{spread} ({len(points)}s, {samples}n)"
+
+
+def draw(rows, *, out_dir) -> str:
+    sweeps = _sweeps(rows)
+    if not sweeps:
+        return "No length sweep recorded yet.\n"
+    lengths = sorted({n for per in sweeps.values() for n in per})
+    lines = ["## Exact match against context length", "",
+             "Mean ± sample std over seeds; (Ns, Nn): seeds and test samples in all. Blank: not evaluated.", "",
+             "| model | " + " | ".join(f"{n:,}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for model, per in sweeps.items():
+        lines.append(f"| {model} | " + " | ".join(_cell(per[n]) if n in per else "" for n in lengths) + " |")
+    lines += ["", "## The longest evaluation of each model", "",
+              "| model | tokens | samples (all seeds) | tokens/s (mean over seeds) | peak RSS of the process, MB (max) |",
+              "|---|---|---|---|---|"]
+    for model, per in sweeps.items():
+        longest = max(per)
+        points = per[longest]
+        rate = sum(p["tokens_per_s"] for p in points) / len(points)
+        lines.append(f"| {model} | {longest:,} | {sum(p['n'] for p in points)} | {rate:,.0f} | "
+                     f"{max(p['peak_rss_mb'] for p in points):,.0f} |")
+    figure = _figure(sweeps, Path(out_dir) / "babilong_lengths.png")
+    lines += ["", figure or "![accuracy against context length](babilong_lengths.png)", ""]
+    return "\n".join(lines)
+
+
+def _figure(sweeps, path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: figure skipped"
+    fig, ax = plt.subplots(figsize=(6.0, 3.5))
+    for model, per in sweeps.items():
+        xs = sorted(per)
+        stats = [_mean_std([p["accuracy"] for p in per[x]]) for x in xs]
+        ax.errorbar(xs, [m for m, _ in stats], yerr=[0.0 if math.isnan(s) else s for _, s in stats], marker="o",
+                    capsize=3, label=model)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+    plt.close(fig)
+    return None

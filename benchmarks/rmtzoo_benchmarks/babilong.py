@@ -1,0 +1,168 @@
+"""``babilong``: train short, evaluate long. Each model trains on the ``babilong`` task at a few segments
+(with the segment curriculum: the training sample cut into 1, then 2, then 4 segments as validation
+accuracy passes ``advance_at``) and is then evaluated, with no gradient, at context lengths doubling from
+the training length up to ``eval_up_to`` tokens (1,000,000 at most, the last point exactly 1M).
+
+Models: RMT (read/write memory, full BPTT inside a sample), ARMT (the same plus a per-layer associative
+memory), Tr-XL (a stop-gradient cache of one segment per layer) and full attention (one segment holding
+the whole sample, no memory; evaluated only as far as ``eval_up_to`` of its cell, since its attention
+grows with the square of the length).
+
+The evaluation runs segment by segment at flat memory: what is carried is the memory tokens, the
+associative matrices or the Tr-XL cache, never the past tokens, and only the last position's logits are
+computed. Per length it records exact-match accuracy over ``n`` test samples (``n = eval_tokens // L``,
+at least 1, at most 64: the 1M point has one sample per seed), tokens/s and the process's peak RSS, and
+shows a tqdm bar per length once a length has more than 64 segments.
+
+Presets:
+
+- ``smoke``: 1 layer, d_model 16, qa1 with 2 facts in 64 tokens, segments of 16, 4 steps; evaluated to
+  256 tokens. Checks the plumbing, not the numbers.
+- ``small``: 2 layers, d_model 32, qa1 with 2 facts in 256 tokens, segments of 64, memory 4, 400 steps;
+  evaluated to 1M tokens (full attention to 4,096).
+- ``paper``: the sizes of BABILong's RMT/ARMT runs, in this library's terms: a GPT-2-sized decoder (12
+  layers, d_model 768), segments of 1,024 with 16 memory tokens, qa1-style training at 16 segments with
+  the curriculum 1, 2, 4, 8, 16, AdamW 1e-4; evaluated to 1M tokens. Not run here.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+
+import torch
+
+from rmtzoo.bench import Benchmark, Cell, per_preset
+
+MODELS = ("RMT", "ARMT", "Tr-XL", "Full attention")
+MAX_LENGTH = 1_000_000
+MAX_SAMPLES = 64
+
+PRESETS = {
+    "smoke": {"arch": {"n_layer": 1, "n_head": 2, "d_model": 16, "d_head": 8, "d_inner": 32},
+              "armt": {"d_key": 4, "dpfp_nu": 1}, "length": 64, "segment": 16, "memory": 2, "n_facts": 2,
+              "sizes": (64, 16, 16), "steps": 4, "batch": 8, "lr": 1e-3, "eval_every": 4,
+              "up_to": 256, "full_up_to": 128, "eval_tokens": 1024, "filler_vocab": 32},
+    "small": {"arch": {"n_layer": 2, "n_head": 2, "d_model": 32, "d_head": 16, "d_inner": 64},
+              "armt": {"d_key": 8, "dpfp_nu": 2}, "length": 256, "segment": 64, "memory": 4, "n_facts": 2,
+              "sizes": (4000, 200, 200), "steps": 400, "batch": 16, "lr": 2e-3, "eval_every": 100,
+              "up_to": MAX_LENGTH, "full_up_to": 4096, "eval_tokens": 32_768, "filler_vocab": 256},
+    "paper": {"arch": {"n_layer": 12, "n_head": 12, "d_model": 768, "d_head": 64, "d_inner": 3072},
+              "armt": {"d_key": 64, "dpfp_nu": 3}, "length": 16_384, "segment": 1024, "memory": 16,
+              "n_facts": 4, "sizes": (10_000, 500, 1000), "steps": 20_000, "batch": 32, "lr": 1e-4,
+              "eval_every": 1000, "up_to": MAX_LENGTH, "full_up_to": 16_384, "eval_tokens": 4_194_304,
+              "filler_vocab": 4096},
+}
+
+
+def model_blocks(model: str, p: dict) -> dict:
+    backbone = {"kind": "armt" if model == "ARMT" else "transformer_xl", **p["arch"], "pre_lnorm": True,
+                "dropout": 0.0, **(p["armt"] if model == "ARMT" else {})}
+    if model == "RMT":
+        blocks = {"memory": {"kind": "read_write", "num_tokens": p["memory"]}, "recurrence": {"kind": "rmt"}}
+    elif model == "ARMT":
+        blocks = {"memory": {"kind": "read_write", "num_tokens": p["memory"]}, "recurrence": {"kind": "armt"}}
+    elif model == "Tr-XL":
+        blocks = {"memory": {"kind": "none"}, "recurrence": {"kind": "xl", "cache_len": p["segment"]}}
+    else:
+        blocks = {"memory": {"kind": "none"}, "recurrence": {"kind": "none"}}
+    return {"backbone": backbone, **blocks}
+
+
+def cells(preset: str) -> list[Cell]:
+    p = PRESETS[preset]
+    from rmtzoo.tasks._babi import vocab_size
+
+    train_n, valid_n, test_n = p["sizes"]
+    task = {"kind": "babilong", "qa": "qa1", "context_length": p["length"], "n_facts": p["n_facts"],
+            "train_size": train_n, "valid_size": valid_n, "test_size": test_n, "filler_vocab": p["filler_vocab"]}
+    n_segments = p["length"] // p["segment"]
+    curriculum = tuple(2**i for i in range(int(math.log2(n_segments)) + 1))  # 1, 2, 4, ... segments
+    out = []
+    for model in MODELS:
+        full = model == "Full attention"
+        config = model_blocks(model, p)
+        config["backbone"]["vocab_size"] = vocab_size(p["filler_vocab"])
+        train = {"lr": p["lr"], "batch_size": p["batch"], "steps": p["steps"], "schedule": "constant",
+                 "optimizer": "adamw", "log_every": max(1, p["eval_every"] // 2)}
+        if not full and len(curriculum) > 1:
+            train["curriculum"] = {"segments": curriculum, "advance_at": 0.8}
+        config |= {"task": task, "train": train, "segment": {"length": p["length"] if full else p["segment"]},
+                   "eval": {"every": p["eval_every"], "batch_size": 50, "max_batches": 4}}
+        labels = {"model": model, "train_length": p["length"], "eval_up_to": p["full_up_to"] if full else p["up_to"],
+                  "eval_tokens": p["eval_tokens"]}
+        out.append(Cell(labels=labels, config=config))
+    return out
+
+
+def eval_lengths(train_length: int, up_to: int) -> list[int]:
+    """train_length, 2x, 4x, ... while below ``up_to``, then ``up_to`` itself."""
+    lengths, n = [], train_length
+    while n < up_to:
+        lengths.append(n)
+        n *= 2
+    return [*lengths, up_to]
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+@torch.no_grad()
+def exact_match_at(model, task, *, n: int, progress: bool = True) -> dict:
+    """Accuracy of the answer token over the first ``n`` test samples of ``task``, segment by segment at
+    flat memory, logits of the last position only; tokens/s and the process's peak RSS alongside."""
+    from tqdm.auto import tqdm
+
+    ids, labels = task.tensors("test", n)  # [n, L]
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    started = time.perf_counter()
+    state = model.initial_state(ids.shape[0])
+    segments = model.split_segments(ids)
+    bar = tqdm(segments, desc=f"babilong {ids.shape[1]:,} tokens", disable=not progress or len(segments) <= 64,
+               file=sys.stderr, mininterval=5)
+    out = None
+    for segment in bar:
+        out, state = model.step(segment, state, return_logits=False)
+    predicted = model.backbone.logits(out.hidden[:, -1:])[:, -1].argmax(-1).cpu()  # [n]
+    seconds = time.perf_counter() - started
+    correct = int((predicted == labels[:, -1]).sum())
+    return {"length": ids.shape[1], "n": ids.shape[0], "accuracy": correct / ids.shape[0],
+            "tokens_per_s": ids.numel() / seconds, "seconds": round(seconds, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
+def analyze(model, task, *, labels, path) -> dict:
+    """The length sweep of one trained model (the cell's ``eval_up_to`` and ``eval_tokens`` labels)."""
+    full = labels["model"] == "Full attention"
+    points = []
+    for length in eval_lengths(task.sequence_length, int(labels["eval_up_to"])):
+        if full:
+            model.segment_length = length  # the whole sample in one segment
+        n = max(1, min(MAX_SAMPLES, int(labels["eval_tokens"]) // length))
+        points.append(exact_match_at(model, task.at_length(length), n=n))
+    return {"lengths": points}
+
+
+def _draw(rows, *, out_dir, results_folder) -> str:
+    from rmtzoo_benchmarks._babilong_report import draw
+
+    return draw(rows, out_dir=out_dir)
+
+
+def build(params) -> Benchmark:
+    return Benchmark(
+        name="babilong", artefact="BABILong",
+        summary="bAbI qa1 facts in filler: train at a few segments, exact match at lengths doubling to 1M tokens",
+        grids=per_preset(cells), x="train_length", line="model", metric="test/accuracy",
+        analyze=analyze, draw=_draw,
+        notes={"smoke": "smoke checks the plumbing (training, the length sweep, the report), not the numbers",
+               "small": "small: CPU-sized; the 1M-token point has one sample per seed, so it is 0 or 1"},
+    )
+
+
+BABILONG = {"babilong": ("BABILong-style length generalisation: RMT, ARMT, Tr-XL, full attention, up to 1M tokens",
+                         build)}
