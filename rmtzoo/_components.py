@@ -196,6 +196,7 @@ class RecurrencePolicy:
     carries_associative: bool = False
     cache_scope: str = "per_sample"
     bptt_rerun: str = "exact"
+    aux_loss_weight: float = 0.0
 
     def update_memory(self, previous, written):
         """The memory the next segment reads, from what this segment wrote. RMT: the write output."""

@@ -115,6 +115,8 @@ class RecurrentMemoryModel(nn.Module):
         self.checkpoint_activations = checkpoint_activations
         self.vocab_size = backbone.vocab_size
         self.classifier: nn.Module | None = None  # attached by prepare_model for a classification task
+        # Tr-XL + RMT's auxiliary loss (A.5): the output row of the one extra token memory predicts
+        self.aux_token = nn.Parameter(torch.zeros(backbone.d_model)) if policy.aux_loss_weight else None
 
     def compile_segments(self, backend: str = "inductor") -> RecurrentMemoryModel:
         """``torch.compile`` the per-segment computation (``train.compile``): embedding, backbone and
@@ -176,6 +178,15 @@ class RecurrentMemoryModel(nn.Module):
             state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out
         )
         return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
+
+    def aux_nll(self, written: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the extra token at every write-memory output ``written [B, M, D]``, over
+        the vocabulary's logits plus the extra token's (``aux_token``)."""
+        logits = self.backbone.logits(written).float()  # [B, M, V]
+        extra = (written.float() @ self.aux_token.float())[..., None]  # [B, M, 1]
+        logits = torch.cat([logits, extra], dim=-1)  # [B, M, V+1]
+        target = torch.full(logits.shape[:-1], logits.shape[-1] - 1, dtype=torch.long, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
 
     def _next_memory(self, memory_in, written, padding_mask):
         """The memory the next segment reads; a sample whose segment is all padding keeps ``memory_in``."""

@@ -49,6 +49,11 @@ class RmtXlParams(RmtParams, XlParams):
     """Both; memory_reads_cache: memory tokens attend to the cache (LM-RMT ``read_mem_from_cache``)."""
 
     memory_reads_cache: bool = True
+    # aux_loss_weight: the paper's auxiliary memory-token loss (A.5; not in the released code): every
+    # write-memory output predicts one fixed extra token (a learned output row beside the vocabulary),
+    # its cross-entropy times this weight added to the LM training loss (paper: 0.01; 0: off). Which
+    # positions predicted the token is unverified. Left out of the dumped config (and the hash) at 0.
+    aux_loss_weight: float = Field(0.0, ge=0, exclude_if=lambda v: v == 0)
 
 
 @hookimpl
@@ -97,6 +102,7 @@ def rmtzoo_register_recurrences(register):
                 cache_len=p.cache_len,
                 memory_reads_cache=p.memory_reads_cache,
                 cache_scope=p.cache_scope,
+                aux_loss_weight=p.aux_loss_weight,
             ),
             carries_memory=True,
             uses_cache=True,

@@ -148,7 +148,7 @@ def test_fig6_and_fig9_grids_match_the_paper(registry):
         ("a+b", "RMT", "copy"): (24, 24, 3), ("a+b", "RMT", "reverse"): (24, 24, 2),
         ("c", "RMT", "copy"): (8, 8, 9), ("d", "Tr-XL", "copy"): (24, 24, 3)}
     assert cells[("d", "Tr-XL", "copy")].config["recurrence"] == {"kind": "xl", "cache_len": 24, "cache_scope": "across_samples"}  # the authors carry the cache across samples
-    assert cells[("c", "RMT", "copy")].config["memory"] == {"kind": "read_write", "num_tokens": 8}
+    assert cells[("c", "RMT", "copy")].config["memory"] == {"kind": "read_write", "num_tokens": 8, "init": "single_vector"}  # the authors share one init vector
     for c in cells.values():
         assert c.config["backbone"]["n_layer"] == 4 and c.config["backbone"]["d_model"] == 128
         assert c.config["train"]["lr"] == 1e-4 and c.config["train"]["batch_size"] == 32

@@ -115,7 +115,8 @@ def test_lm_paper_presets_have_the_papers_settings():
 
     both = cell_of("wt103", model="Tr-XL+RMT", memory=10, cache=150, bptt=3).config
     # memory off the cache: the only CSV run with both (enwik8 10 + 20) had read_mem_from_cache off
-    assert both["recurrence"] == {"kind": "rmt_xl", "cache_len": 150, "bptt_depth": 3, "memory_reads_cache": False}
+    assert both["recurrence"] == {"kind": "rmt_xl", "cache_len": 150, "bptt_depth": 3, "memory_reads_cache": False,
+                                  "aux_loss_weight": 0.01}  # A.5's auxiliary loss
     assert (both["train"]["steps"], both["train"]["batch_size"]) == (400_000, 60)  # 2x steps, segment 150
     assert cell_of("wt103", model="MemTr", memory=25).config["memory"]["kind"] == "shared"
     assert cell_of("wt103", model="Tr-XL", segment_length=50, memory=200).config["recurrence"] == \

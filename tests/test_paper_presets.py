@@ -113,3 +113,37 @@ def test_a_separate_test_cap_limits_the_test_run_only(tmp_path, monkeypatch):
     random.setstate(py_state)
     with pytest.raises(rmtzoo.ConfigError, match=r"eval\.test_max_batches"):
         rmtzoo.load_config({**BASE, "eval": {"test_max_batches": 0}}, registry=registry)
+
+
+def test_the_auxiliary_memory_loss_adds_its_weighted_cross_entropy(tmp_path, monkeypatch):
+    """A.5: with ``aux_loss_weight`` the LM training loss is the NLL plus weight x the extra token's
+    cross-entropy at the write memory; the extra output row gets a gradient; 0 is the old loss."""
+    monkeypatch.setenv("RMTZOO_CACHE", str(tmp_path / "cache"))
+    registry = rmtzoo.Registry(environ={}, entry_points=False)
+    base = {"seed": 0, "task": {"kind": "synthetic_lm", "n_train_tokens": 2_000, "n_eval_tokens": 200},
+            "backbone": {"kind": "transformer_xl", "vocab_size": 372, "n_layer": 1, "n_head": 2, "d_model": 16,
+                         "d_head": 8, "d_inner": 32, "dropout": 0.0},
+            "memory": {"kind": "read_write", "num_tokens": 2},
+            "recurrence": {"kind": "rmt_xl", "cache_len": 4, "bptt_depth": 1},
+            "segment": {"length": 8}, "train": {"steps": 1, "batch_size": 2, "schedule": "constant"}}
+    losses = {}
+    for weight in (0.0, 0.01):
+        config = rmtzoo.load_config({**base, "recurrence": {**base["recurrence"], "aux_loss_weight": weight}},
+                                    registry=registry)
+        torch.manual_seed(0)
+        trainer = Trainer(config, tmp_path / str(weight), registry=registry, log=lambda *a, **k: None, device="cpu")
+        loss, _ = trainer._loss()
+        losses[weight] = (trainer, loss)
+    plain, with_aux = losses[0.0][1], losses[0.01][1]
+    trainer = losses[0.01][0]
+    assert losses[0.0][0].model.aux_token is None
+    x, y = trainer._streams[:, :8], trainer._streams[:, 1:9]
+    out, _ = trainer.model.step(x, trainer.model.initial_state(2), return_logits=False, targets=y)
+    torch.testing.assert_close(with_aux, plain + 0.01 * trainer.model.aux_nll(out.written))
+    with_aux.backward()
+    assert trainer.model.aux_token.grad is not None and trainer.model.aux_token.grad.abs().sum() > 0
+    plain_config = rmtzoo.load_config(base, registry=registry)
+    assert "aux_loss_weight" not in plain_config.model_dump()["recurrence"]
+    for cell in _cells("wt103"):
+        if cell.config["recurrence"]["kind"] == "rmt_xl":
+            assert cell.config["recurrence"]["aux_loss_weight"] == 0.01

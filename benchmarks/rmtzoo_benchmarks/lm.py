@@ -12,7 +12,8 @@ the 400k-step rows, variant ``2x``):
   ``bptt_rerun = "exact"`` in every preset); the released code's re-run started from the newest memory
   (docs/paper-settings.md 1.5), which ``recurrence.bptt_rerun = "newest_memory"`` reproduces for a
   user who wants to check whether a BPTT-k row depends on it;
-- Tr-XL + RMT: both (``rmt_xl``), without A.5's auxiliary loss (not in the released code). Whether
+- Tr-XL + RMT: both (``rmt_xl``); the ``paper`` preset adds A.5's auxiliary memory-token loss with
+  weight 0.01 (``aux_loss_weight``; not in the released code, its positions unverified). Whether
   memory tokens attend to the cache: the ``paper`` preset sets ``memory_reads_cache = false``, the value
   of the only CSV run that has both a cache and memory (enwik8, cache 10 + memory 20; the WikiText-103
   Tr-XL + RMT rows are not in the CSV); ``small`` and ``smoke`` keep rmtzoo's default (true).
@@ -107,6 +108,7 @@ def model_blocks(model: str, memory: int, cache: int | None, bptt: int | None, *
         recurrence = {"kind": "rmt_xl", "cache_len": cache, "bptt_depth": bptt}
         if preset == "paper":  # the only CSV run with cache and memory (enwik8 10 + 20) had read_mem_from_cache off
             recurrence["memory_reads_cache"] = False
+            recurrence["aux_loss_weight"] = 0.01  # A.5: the combined model trained with the auxiliary loss
         return {"memory": mem, "recurrence": recurrence}
     raise ValueError(f"unknown model {model!r}")
 

@@ -217,6 +217,9 @@ class Trainer:
         with self.autocast():
             out, state = self._forward(x, state, step=True, return_logits=False, targets=y)
             loss = out.nll.mean()
+            weight = self.model.policy.aux_loss_weight
+            if weight and out.written is not None:  # Tr-XL + RMT's auxiliary memory-token loss (A.5)
+                loss = loss + weight * self.model.aux_nll(out.written)
         self.stream_state = state.detach()  # BPTT-k reaches further back only through the replay window
         return loss, x.numel()
 
