@@ -126,15 +126,16 @@ def collect(registry, name: str, preset: str, results_dir, *, backbone: str | No
             continue
     rows, metric = [], bench.metric_for(preset)
     for cell in bench.cells(preset):
-        want = load_config({**json.loads(json.dumps(dict(cell.config))), "seed": 0}, registry=registry)
-        want = {k: v for k, v in want.model_dump(mode="json").items() if k != "seed"}
+        cfg = load_config({**json.loads(json.dumps(dict(cell.config))), "seed": 0}, registry=registry)
+        decoding = getattr(getattr(cfg.task, "params", None), "decoding", None)  # sample tasks only
+        want = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "seed"}
         values, seeds = [], []
         for rec in records:
             config = {k: v for k, v in rec.get("config", {}).items() if k != "seed"}
             if rec.get("labels") == dict(cell.labels) and config == want and metric in rec.get("metrics", {}):
                 values.append(float(rec["metrics"][metric]))
                 seeds.append(rec.get("seed"))
-        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "records": [
+        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "decoding": decoding, "records": [
             r for r in records if r.get("labels") == dict(cell.labels)]})
     return bench, rows
 
@@ -299,6 +300,19 @@ def runs_papers_task(bench, preset: str) -> bool:
     return _task_blocks(bench, preset) == _task_blocks(bench, "paper") and bench.metric_for(preset) == bench.metric
 
 
+_DECODING = {
+    "by_length": "`by_length`: generated greedily (no teacher forcing) where the answer spans more than one "
+                 "segment, teacher-forced argmax inside one segment (the paper's metric for these tasks)",
+    "greedy": "`greedy`: the whole target generated greedily, no teacher forcing",
+}
+
+
+def _decoding_lines(rows) -> list[str]:
+    """How the sample tasks' scored answers were produced (``task.decoding``); nothing for LM tasks."""
+    used = sorted({row["decoding"] for row in rows if row.get("decoding")})
+    return [f"- decoding: {_DECODING.get(d, d)}" for d in used]
+
+
 def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     label_keys = list(dict.fromkeys(k for row in rows for k in row["labels"]))
     have_ref = bool(reference_rows)
@@ -314,6 +328,7 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     out += [f"- command: `{command}`", f"- preset: {preset}",
             f"- metric: {bench.metric_for(preset)}, {better} is better (mean ± sample std over seeds, (n) seeds; "
             f"n = {n_text} here)",
+            *_decoding_lines(rows),
             f"- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
             "the cells compared, each with at least 2 seeds); a smaller margin is \"within noise\"",
             f"- report written on: {hw['platform']}, CPU {hw['cpu']}, GPU {hw['gpu'] or 'none'}",
