@@ -104,13 +104,17 @@ class RelativeAttentionLayer(nn.Module):
         # biases in the compute dtype: an fp32 parameter added to a bf16 query would promote it to fp32
         r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
         position = torch.matmul(q + r_r_bias.to(dtype)[:, None], r.permute(1, 2, 0).to(dtype))  # [B, H, S, P]
-        shift = lm_rmt_rel_shift if self.lm_rmt_distances else rel_shift
-        bias = shift(position, k.shape[2])  # [B, H, S, K]
-        if additive is not None and getattr(self.attention, "mask_in_bias", False):
-            bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
         q_content = (q + r_w_bias.to(dtype)[:, None]) * scale  # [B, H, S, Dh]: the scale folded into q
         dropout_p = self.dropatt if self.training else 0.0
-        out = self.attention(q_content, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=1.0)
+        if getattr(self.attention, "takes_position", False) and not self.lm_rmt_distances:
+            # the kernel skews the term itself (a FlexAttention score mod): no [B, H, S, K] bias at all
+            out = self.attention(q_content, k, v, position=position, mask=mask, dropout_p=dropout_p, scale=1.0)
+        else:
+            shift = lm_rmt_rel_shift if self.lm_rmt_distances else rel_shift
+            bias = shift(position, k.shape[2])  # [B, H, S, K]
+            if additive is not None and getattr(self.attention, "mask_in_bias", False):
+                bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
+            out = self.attention(q_content, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=1.0)
         out = self.drop(self.o_net(out.transpose(1, 2).reshape(b, s, h * dh)))  # [B, S, D]
         if self.pre_lnorm:
             x = x + out
@@ -182,7 +186,8 @@ class TransformerXL(nn.Module):
             mask = mask | self_keys(s, c, device=x.device)  # [B, S, C+S]
         ahead = 0 if self.lm_rmt_distances else _lookahead(mask, s, c)  # lm_rmt: distances K-1 .. 0
         pos_emb = self.drop(self._relative_table(s, c, ahead, x.device, x.dtype))
-        additive = None if mask is None else additive_mask(mask, compute_dtype(x))  # [S, K] or [B, 1, S, K]
+        folds = getattr(self.layers[0].attention, "mask_in_bias", False)
+        additive = additive_mask(mask, compute_dtype(x)) if folds and mask is not None else None  # [S, K] / [B, 1, S, K]
         return mask, pos_emb, additive
 
     def run_layer(self, i: int, hidden: torch.Tensor, *, cache, pos_emb, mask, additive) -> torch.Tensor:
