@@ -195,12 +195,39 @@ def _fmt_short(stat) -> str:
     return f"{mean:.3f}" + (f" ± {std:.3f}" if not math.isnan(std) else "") + f" (n={n})"
 
 
+# How two neighbouring cells' means compare, as measured (``_pair_verdict`` read as "the first is higher").
+HIGHER, LOWER, EQUAL, CLOSE, UNTOLD = ">", "<", "=", "≈", "vs"
+SIGNS_LEGEND = (f"Between neighbours, `{HIGHER}` / `{LOWER}`: the mean is higher / lower by more than the seed "
+                f"spread; `{CLOSE}`: within noise (`{EQUAL}`: the same mean); `{UNTOLD}`: fewer than 2 seeds.")
+
+
+def _relation(a, b) -> str:
+    """The measured relation of ``a``'s mean to ``b``'s (each ``(mean, std, n)``), whatever the claim."""
+    verdict = _pair_verdict(a, b, higher_is_better=True)
+    if verdict == FEW:
+        return UNTOLD
+    if verdict == NOISE:
+        return EQUAL if a[0] == b[0] else CLOSE
+    return HIGHER if verdict == HOLDS else LOWER
+
+
+def chain_text(chain) -> str:
+    """``[(line value, (mean, std, n)), ...]`` in the claimed order, each neighbour pair joined by its
+    measured relation: ``RMT 0.493 ± 0.004 (n=2) < Tr-XL 0.802 ± 0.201 (n=2) > Baseline ...``."""
+    text = ""
+    for i, (model, stat) in enumerate(chain):
+        if i:
+            text += f" {_relation(chain[i - 1][1], stat)} "
+        text += f"{model} {_fmt_short(stat)}"
+    return text
+
+
 def ordering_checks(bench, rows) -> list[str]:
     """At each x value where at least two models of ``bench.ordering`` have a result: does best-first hold
-    beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.)"""
-    sign = " > " if bench.higher_is_better else " < "
+    beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.) The models are
+    listed in the claimed order, with the measured relation between neighbours (``chain_text``)."""
     x = None if bench.figure == "table" else bench.x
-    return [f"- {f'{x} {at}: ' if x else ''}" + sign.join(f"{m} {_fmt_short(s)}" for m, s in chain) + f": {verdict}"
+    return [f"- {f'{x} {at}: ' if x else ''}{chain_text(chain)}: {verdict}"
             for at, chain, verdict in ordering_results(bench, rows)]
 
 
@@ -341,7 +368,7 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
             f"- metric: {bench.metric_for(preset)}, {better} is better (mean ± sample std over seeds, (n) seeds; "
             f"n = {n_text} here)",
             *_decoding_lines(rows),
-            f"- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
+            "- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
             "the cells compared, each with at least 2 seeds); a smaller margin is \"within noise\"",
             f"- report written on: {hw['platform']}, CPU {hw['cpu']}, GPU {hw['gpu'] or 'none'}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items())]
@@ -380,7 +407,8 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     checks = ordering_checks(bench, rows)
     if checks:
         where = "" if bench.figure == "table" else f" at every {bench.x}"
-        out += ["", f"Paper's ordering ({', '.join(bench.ordering)}, best first{where}), as measured:", "", *checks]
+        out += ["", f"Paper's ordering ({', '.join(bench.ordering)}, best first{where}), as measured. "
+                + SIGNS_LEGEND, "", *checks]
     claims = claim_checks(bench, rows, reference_rows)
     if claims:
         out += ["", "The paper's claims, as measured and in the paper's numbers:", "", *claims]
