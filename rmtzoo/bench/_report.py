@@ -135,7 +135,8 @@ def collect(registry, name: str, preset: str, results_dir, *, backbone: str | No
             if rec.get("labels") == dict(cell.labels) and config == want and metric in rec.get("metrics", {}):
                 values.append(float(rec["metrics"][metric]))
                 seeds.append(rec.get("seed"))
-        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "decoding": decoding, "records": [
+        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "decoding": decoding,
+                     "backbone": want.get("backbone", {}), "records": [
             r for r in records if r.get("labels") == dict(cell.labels)]})
     return bench, rows
 
@@ -340,6 +341,17 @@ def _decoding_lines(rows) -> list[str]:
     return [f"- decoding: {_DECODING.get(d, d)}" for d in used]
 
 
+def _backbone_lines(rows) -> list[str]:
+    """The backbone of the cells, from each cell's validated config (a spec run with ``--backbone NAME``
+    names NAME, a spec's own backbone is named too), with its size."""
+    blocks = [row["backbone"] for row in rows if row.get("backbone")]
+    kinds = sorted({b.get("kind", "?") for b in blocks})
+    if not kinds:
+        return []
+    sizes = sorted({", ".join(f"{k} {b[k]}" for k in ("d_model", "n_layer") if k in b) for b in blocks} - {""})
+    return [f"- backbone: {' / '.join(f'`{k}`' for k in kinds)}" + (f" ({'; '.join(sizes)})" if sizes else "")]
+
+
 def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     label_keys = list(dict.fromkeys(k for row in rows for k in row["labels"]))
     have_ref = bool(reference_rows)
@@ -363,6 +375,7 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     for text in recorded:
         h = json.loads(text)
         out.append(f"- results produced on: {h.get('platform')}, CPU {h.get('cpu')}, GPU {h.get('gpu') or 'none'}")
+    out += _backbone_lines(rows)
     if preset in bench.notes:
         out.append(f"- note: {bench.notes[preset]}")
     reused = sorted({r["reused_from"]["benchmark"] for row in rows for r in row["records"] if r.get("reused_from")})
