@@ -54,15 +54,13 @@ def _clean_environment(monkeypatch):
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(restore_threads):
     """The demo's tiny model gains nothing from intra-op threads, and on a busy machine OpenMP hand-offs
-    make it orders of magnitude slower; run it on one thread and restore the setting afterwards."""
+    make it orders of magnitude slower; run it on one thread (conftest's restore_threads puts the setting
+    back afterwards)."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
