@@ -130,6 +130,13 @@ class AttentionSpec:
     k and v ``[B, H, K, Dh]``, bias float ``[B|1, H|1, Q, K]`` or None, mask bool ``[Q, K]`` or, per
     sample, ``[B, Q, K]`` (True: may attend) or None. ``available()`` returns None where the kernel runs, else the reason it cannot;
     ``auto`` picks the available kernel of highest ``priority``.
+
+    inference_only_on: device types (``"cpu"``, ``"cuda"``) where the kernel runs forward only, no
+        backward (torch's FlexAttention on CPU); training there is rejected before the first step.
+
+    Optional attributes of the built callable: ``mask_in_bias`` (it takes the layout mask as -inf entries
+    of ``bias``), ``takes_position`` (it also takes ``position=`` ``[B, H, Q, P]``, Transformer-XL's
+    un-skewed relative-position term, instead of a dense ``bias``; see ``rmtzoo/_flex.py``).
     """
 
     name: str
@@ -139,6 +146,7 @@ class AttentionSpec:
     priority: int = 0
     params: type[Params] = NoParams
     test_params: Mapping[str, Any] = field(default_factory=dict)
+    inference_only_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

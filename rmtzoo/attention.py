@@ -1,4 +1,4 @@
-"""Built-in attention kernels: ``eager`` (plain math, the reference), ``sdpa`` and ``auto``.
+"""Built-in attention kernels: ``eager`` (plain math, the reference), ``sdpa``, ``flex`` and ``auto``.
 
 Every kernel computes ``softmax(q @ k^T * scale + bias, masked) @ v``. ``bias`` carries the relative
 position term of Transformer-XL attention; ``mask`` (True: may attend) carries the memory layout:
@@ -12,6 +12,11 @@ fp32 matmuls). Measured on the perf benchmark's shapes (B 8, H 4, Q 148, K 148/2
 mask, 1 thread), time of sdpa / eager: bf16 train 1.5-2.1x, bf16 inference 1.8x; fp32 train 0.92-1.04x,
 fp32 inference 0.91-0.97x. So ``auto`` runs eager for half precision on CPU and sdpa otherwise (fp32 and
 fp64 on CPU, every dtype on GPU, where SDPA has fused kernels that take a bias).
+
+``flex`` (``rmtzoo/_flex.py``) is registered below sdpa's priority, so ``auto`` never resolves to it, and
+``auto``'s per-call choice leaves it out: on CPU it runs forward only, compiles for tens of seconds per
+new shape, and its bf16 kernel was slower than eager here; on GPU it has not been measured
+(``benchmarks/perf/reports/cpu-2026-12-02b-issue14.md``). Ask for it with ``attention.kind = "flex"``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rmtzoo import _flex
 from rmtzoo._components import AttentionSpec, NoParams
 from rmtzoo._registry import hookimpl
 
@@ -126,6 +132,20 @@ def rmtzoo_register_attention_backends(register):
             summary="torch scaled_dot_product_attention (fused kernels where torch has them)",
             build=lambda params: sdpa_attention,
             priority=10,
+        )
+    )
+    register(
+        AttentionSpec(
+            name="flex",
+            summary="torch FlexAttention: relative positions as a score mod, the memory layout as a block mask "
+            "(fused under torch.compile; forward only on CPU)",
+            build=lambda params: _flex.FlexAttention(params),
+            available=_flex.available,
+            params=_flex.FlexParams,
+            test_params={"compile": False},
+            # below sdpa: ``auto`` never resolves to it (see the module docstring for why not per call)
+            priority=5,
+            inference_only_on=("cpu",),
         )
     )
     register(

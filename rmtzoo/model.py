@@ -89,6 +89,17 @@ class StepOutput:
 
 
 @dataclass(frozen=True)
+class OpenSegment:
+    """An open segment in generation (:meth:`RecurrentMemoryModel.extend_segment`): the per-layer keys
+    and values ``(k, v)`` ``[B, H, P, Dh]`` of its first ``P`` keys (cache, read memory and the ``n_tokens``
+    tokens so far; None while there are none) and the Tr-XL cache still to project (None once projected)."""
+
+    past: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None
+    n_tokens: int
+    cache: tuple[torch.Tensor, ...] | None
+
+
+@dataclass(frozen=True)
 class SequenceOutput:
     logits: torch.Tensor  # [B, N, V]
     state: RecurrentState
@@ -178,6 +189,54 @@ class RecurrentMemoryModel(nn.Module):
             state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out
         )
         return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
+
+    # -- generation: one open segment, keys and values reused ---------------------------------------
+    def supports_extend(self, state: RecurrentState) -> bool:
+        """Whether :meth:`extend_segment` gives what :meth:`step` gives for ``state``'s open segment: a
+        backbone with an exact ``extend`` (``incremental``), no associative memory or padding, and a
+        layout in which the read memory and the segment's tokens see no later position (the causal
+        layout of :mod:`rmtzoo.placements`; checked on the full segment's mask)."""
+        if not (getattr(self.backbone, "incremental", False) and self.capabilities.causal) or state.cache_valid is not None:
+            return False
+        if self.capabilities.associative_memory or self.policy.carries_associative or not self.capabilities.arbitrary_mask:
+            return False
+        c, r, t = self._n_cache(state), self.placement.n_read if self.placement.num_memory else 0, self.segment_length
+        mask = self._layout(t, c)  # [R+T+W, C+R+T+W]
+        later = torch.ones(r + t, mask.shape[1], dtype=torch.bool, device=mask.device).triu(c + 1)
+        later[:r, c : c + r] = False  # read memory may read every read slot: they are all run at once
+        return not bool((mask[: r + t] & later).any())
+
+    def open_segment(self, state: RecurrentState) -> OpenSegment:
+        """Run the read memory of the segment ``state`` opens (projecting the Tr-XL cache with it)."""
+        memory, _ = self._state_to_read(state)
+        c, r = self._n_cache(state), self.placement.n_read if memory is not None else 0
+        if not r:
+            return OpenSegment(None, 0, state.cache)
+        read = self.placement.assemble(memory, memory[:, :0])[:, :r]  # [B, R, D]: no tokens yet
+        _, past = self.backbone.extend(read, mask=self._layout(1, c)[:r, : c + r], cache=state.cache)
+        return OpenSegment(past, 0, None)
+
+    def extend_segment(self, ids: torch.Tensor, state: RecurrentState, open_: OpenSegment):
+        """Logits ``[B, n, V]`` of the next ``n`` tokens ``ids [B, n]`` of the open segment, computing
+        those positions only (the earlier ones' keys and values are reused), as :meth:`step` gives them
+        for the segment so far; and the open segment with them added."""
+        n, done = ids.shape[1], open_.n_tokens
+        c, r = self._n_cache(state), self.placement.n_read if self.placement.num_memory else 0
+        t = done + n
+        if t > self.segment_length:
+            raise InputError(f"an open segment holds at most {self.segment_length} tokens, got {t}")
+        rows = self._layout(t, c)[r + done : r + t, : c + r + t]  # [n, C+R+t]
+        hidden, past = self.backbone.extend(self.backbone.embed(ids), mask=rows, cache=open_.cache, past=open_.past)
+        return self.backbone.logits(hidden), OpenSegment(past, t, None)
+
+    def _n_cache(self, state: RecurrentState) -> int:
+        return 0 if state.cache is None else state.cache[0].shape[1]
+
+    def _layout(self, n_tokens: int, n_cache: int) -> torch.Tensor:
+        return self.placement.mask(
+            n_tokens, n_cache, causal=self.capabilities.causal, memory_reads_cache=self.policy.memory_reads_cache,
+            device=next(self.parameters()).device,
+        )
 
     def aux_nll(self, written: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the extra token at every write-memory output ``written [B, M, D]``, over

@@ -45,6 +45,23 @@ def test_identical_results_never_hold():
     assert ordering_checks(ORDER, one_seed)[0].endswith(": too few seeds to tell")
 
 
+def test_the_ordering_line_shows_the_measured_relation_between_neighbours():
+    """The claimed order stays (best first), but each sign is what was measured: the old line read
+    "RMT 0.110 ± 0.014 (n=2) > Tr-XL 0.910 ... > Baseline ...: does NOT hold"."""
+    rows = rows_of(({"model": "RMT", "segments": 2}, [0.1, 0.12]), ({"model": "Tr-XL", "segments": 2}, [0.9, 0.92]),
+                   ({"model": "Baseline", "segments": 2}, [0.5, 0.52]))
+    (line,) = ordering_checks(ORDER, rows)
+    assert line == ("- segments 2: RMT 0.110 ± 0.014 (n=2) < Tr-XL 0.910 ± 0.014 (n=2) > "
+                    "Baseline 0.510 ± 0.014 (n=2): does NOT hold")
+    noise = rows_of(({"model": "RMT", "segments": 2}, [0.1, 0.9]), ({"model": "Tr-XL", "segments": 2}, [0.4, 0.5]),
+                    ({"model": "Baseline", "segments": 2}, [0.4, 0.5]))
+    (line,) = ordering_checks(ORDER, noise)
+    assert " ≈ Tr-XL " in line and " = Baseline " in line and " > " not in line
+    one_seed = rows_of(({"model": "RMT", "segments": 2}, [0.9]), ({"model": "Tr-XL", "segments": 2}, [0.1]))
+    (line,) = ordering_checks(ORDER, one_seed)
+    assert " vs Tr-XL " in line and " > " not in line and line.endswith(": too few seeds to tell")
+
+
 def _shrunk(src_len_small):
     def cells(src_len):
         return [Cell({"model": m, "segments": 3}, {"task": {"kind": "copy", "src_len": src_len, "train_size": 9}})
@@ -79,7 +96,7 @@ def test_fig3a_small_report_from_any_directory_has_the_paper_column_and_points(t
     assert "| regenerated | paper (orientation) |" in text and "no reference table" not in text
     tr_xl_6 = next(line for line in text.splitlines() if line.startswith("| Tr-XL | 6 |"))
     assert tr_xl_6.endswith("| 0.967 ± 0.055 (3) |")
-    assert re.search(r"segments 8: RMT 0\.445 ± 0\.372 \(n=2\) > .*: within noise", text)  # 0.33 < 0.37
+    assert re.search(r"segments 8: RMT 0\.445 ± 0\.372 \(n=2\) ≈ .*: within noise", text)  # 0.33 < 0.37
     assert "the paper's numbers dashed in the same colour" in text and "chance 0.1 dotted" in text
     assert (out / "small" / "fig3a.png").read_bytes()[:4] == b"\x89PNG"
 

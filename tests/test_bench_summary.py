@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import rmtzoo
-from rmtzoo.bench import report
-from rmtzoo.bench._summary import BEGIN, END, render_summary, write_summary
+from rmtzoo.bench import Benchmark, report
+from rmtzoo.bench._summary import BEGIN, END, _ordering_row, render_summary, write_summary
 
 pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
 
@@ -39,6 +39,17 @@ def test_the_summary_has_a_row_per_claim_and_keeps_hand_written_notes(tmp_path):
     written = page.read_text()
     assert written.startswith("# By hand\n\nkept above\n") and written.count(BEGIN) == written.count(END) == 1
     assert "WN" in written
+
+
+def test_the_summary_row_prints_the_measured_order_not_the_claimed_one():
+    """The papercut: "RMT 0.493 ± 0.004 (n=2) > Tr-XL 0.802 ± 0.201 (n=2) > ... (does NOT hold)"."""
+    bench = Benchmark("b", "F3c", {"small": []}, ordering=("RMT", "Tr-XL", "Baseline"), headline="RMT wins")
+    rows = [{"labels": {"model": m, "segments": 2}, "values": v, "seeds": [0, 1], "records": []}
+            for m, v in (("RMT", [0.49, 0.496]), ("Tr-XL", [0.66, 0.944]), ("Baseline", [0.484, 0.484]))]
+    measured, verdict = _ordering_row(bench, rows)
+    assert measured == ("segments 2: RMT 0.493 ± 0.004 (n=2) < Tr-XL 0.802 ± 0.201 (n=2) > "
+                        "Baseline 0.484 ± 0.000 (n=2) (does NOT hold)")
+    assert verdict == "does NOT hold (segments 2)"
 
 
 def _normalised(text: str) -> str:

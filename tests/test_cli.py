@@ -54,15 +54,13 @@ def _clean_environment(monkeypatch):
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(restore_threads):
     """The demo's tiny model gains nothing from intra-op threads, and on a busy machine OpenMP hand-offs
-    make it orders of magnitude slower; run it on one thread and restore the setting afterwards."""
+    make it orders of magnitude slower; run it on one thread (conftest's restore_threads puts the setting
+    back afterwards)."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -122,7 +120,7 @@ def test_list_everything(capsys):
         "backbones": ["armt", "transformer_xl", "transformer_xl_encoder"],
         "memory_placements": ["none", "read_write", "shared"],
         "recurrences": ["armt", "none", "rmt", "rmt_xl", "xl"],
-        "attention_backends": ["auto", "eager", "sdpa"],
+        "attention_backends": ["auto", "eager", "flex", "sdpa"],
         "tasks": BUILTIN_TASKS,
     }
     assert SAMPLE_TASKS <= set(BUILTIN_TASKS)
@@ -139,7 +137,7 @@ def test_list_with_installed_plugins_keeps_builtins(capsys):
     found = sections(out)
     assert {"transformer_xl", "transformer_xl_encoder"} <= set(found["backbones"])
     assert len(found["memory_placements"]) >= 3 and len(found["recurrences"]) >= 4
-    assert {"auto", "eager", "sdpa"} <= set(found["attention_backends"])
+    assert {"auto", "eager", "flex", "sdpa"} <= set(found["attention_backends"])
     assert SAMPLE_TASKS <= set(found["tasks"])
 
 
@@ -147,7 +145,7 @@ def test_list_one_axis(capsys):
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "recurrences")
     assert rc == 0 and sections(out) == {"recurrences": ["armt", "none", "rmt", "rmt_xl", "xl"]}
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "kernels")  # an alias
-    assert rc == 0 and sections(out) == {"attention_backends": ["auto", "eager", "sdpa"]}
+    assert rc == 0 and sections(out) == {"attention_backends": ["auto", "eager", "flex", "sdpa"]}
     rc, out, _ = run_cli(capsys, "--no-entry-points", "list", "tasks")
     assert rc == 0 and sections(out) == {"tasks": BUILTIN_TASKS}
     rc, out, _ = run_cli(capsys, "--no-entry-points", "--block", "rmtzoo.tasks.samples", "list", "tasks")
@@ -470,7 +468,7 @@ def test_subprocess_list():
     assert proc.stderr == ""
     found = sections(proc.stdout)
     assert [len(found[a]) for a in ["backbones", "memory_placements", "recurrences"]] == [3, 3, 5]
-    assert found["attention_backends"] == ["auto", "eager", "sdpa"]
+    assert found["attention_backends"] == ["auto", "eager", "flex", "sdpa"]
     assert found["tasks"] == BUILTIN_TASKS
 
 

@@ -171,3 +171,88 @@ def test_cli_rejects_out_of_range_options_with_one_line(tmp_path, capsys, argv, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert re.search(message, err[0]), err[0]
+
+
+# -- keys and values of the open segment reused (issue 14) ---------------------------------------------
+def _tokens(model, prompts, n, **options):
+    from rmtzoo.train._generate import stream_batch
+
+    out = [[] for _ in prompts]
+    for step in stream_batch(model, prompts, n, **options):
+        for i, token in step.items():
+            out[i].append(token)
+    return out
+
+
+def _decoder_combos():
+    from rmtzoo.testing import all_combos, is_valid
+
+    registry = rmtzoo.Registry(environ={}, entry_points=False)
+    return registry, [c for c in all_combos(registry) if c.backbone == "transformer_xl" and is_valid(c, registry)]
+
+
+REGISTRY_GEN, DECODER_COMBOS = _decoder_combos()
+
+
+@pytest.mark.parametrize("combo", DECODER_COMBOS, ids=lambda c: c.id)
+def test_reused_keys_generate_the_tokens_of_the_rerun_path(combo):
+    """Every placement and recurrence of the Transformer-XL decoder: extending the open segment gives the
+    tokens re-running it gives, greedy and sampled, one prompt and a batch of different lengths."""
+    model = rmtzoo.build_model(combo.config(segment_length=4, seed=1), registry=REGISTRY_GEN).eval()
+    for p in model.parameters():  # large weights: the tokens depend on every position
+        torch.nn.init.normal_(p, 0.0, 0.5)
+    assert model.supports_extend(model.initial_state(1))
+    prompts = [[1, 2, 3, 4, 5], [3], [2, 2, 2, 2, 2], [7, 8]]
+    assert _tokens(model, prompts, 9, reuse_keys=True) == _tokens(model, prompts, 9, reuse_keys=False)
+    sampled = {}
+    for reuse in (True, False):
+        sampled[reuse] = _tokens(model, prompts[:1], 9, temperature=1.0, reuse_keys=reuse,
+                                 generator=torch.Generator().manual_seed(0))
+    assert sampled[True] == sampled[False]
+
+
+def test_extend_segment_logits_equal_step_logits(tmp_path):
+    model = _model(tmp_path, "rmt_xl")
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5]])
+    with torch.no_grad():
+        _, state = model.step(ids[:, :4], model.initial_state(1))  # a cache and a written memory
+        _, state = model.step(ids[:, 4:8], state)
+        open_ = model.open_segment(state)
+        for t in range(1, 5):
+            step_logits = model.step(torch.tensor([[5, 3, 5, 8][:t]]), state)[0].logits[:, -1]
+            logits, open_ = model.extend_segment(torch.tensor([[[5, 3, 5, 8][t - 1]]]), state, open_)
+            torch.testing.assert_close(logits[:, -1], step_logits, rtol=1e-5, atol=1e-5)
+
+
+def _positions_per_token(model, prompt, n, **options):
+    """Positions the first layer projects between consecutive new tokens (a forward hook counts rows)."""
+    from rmtzoo.train._generate import stream_batch
+
+    rows = []
+    hook = model.backbone.layers[0].qkv_net.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[1]))
+    counts, seen = [], 0
+    try:
+        for _ in stream_batch(model, [prompt], n, **options):
+            counts.append(sum(rows[seen:]))
+            seen = len(rows)
+    finally:
+        hook.remove()
+    return counts
+
+
+@pytest.mark.parametrize("recurrence", ["rmt", "rmt_xl"])
+def test_a_new_token_computes_one_position_however_many_came_before(tmp_path, recurrence):
+    model = _model(tmp_path, recurrence)  # segments of 4, 2 memory tokens (cache 6 with rmt_xl)
+    counts = _positions_per_token(model, [1, 2, 3, 4, 5], 14)
+    # Before token 0: the prompt's whole first segment (one step: 2 + 4 + 2 positions, no cache yet),
+    # then opening segment 2: its read memory (2) with the cache projected once (6 with rmt_xl), and
+    # prompt token 5. Then one position a token; the token that fills a segment is followed by its
+    # commit (one step: cache + 2 + 4 + 2), and the token after that opens the next segment again.
+    cache = 6 if recurrence == "rmt_xl" else 0
+    assert counts[0] == 8 + (2 + cache) + 1
+    commits = {3, 7, 11}  # tokens 0-2 fill segment 2 (after prompt token 5); its commit precedes token 3
+    for k, count in enumerate(counts[1:], start=1):
+        want = cache + 8 if k in commits else (2 + cache + 1 if k - 1 in commits else 1)
+        assert count == want, (k, counts)
+    rerun = _positions_per_token(model, [1, 2, 3, 4, 5], 14, reuse_keys=False)
+    assert rerun[2] > rerun[1] > 1  # the old path re-ran the whole open segment for every token

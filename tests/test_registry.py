@@ -147,7 +147,7 @@ def test_builtins_only():
     assert registry.names("backbones") == ["armt", "transformer_xl", "transformer_xl_encoder"]
     assert registry.names("memory_placements") == ["none", "read_write", "shared"]
     assert registry.names("recurrences") == ["armt", "none", "rmt", "rmt_xl", "xl"]
-    assert registry.names("attention_backends") == ["auto", "eager", "sdpa"]
+    assert registry.names("attention_backends") == ["auto", "eager", "flex", "sdpa"]
     assert SAMPLE_TASKS <= set(registry.names("tasks"))
     assert registry.names("benchmarks") == []
     assert registry.provider("backbones", "transformer_xl") == "rmtzoo.backbones"

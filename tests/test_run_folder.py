@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import random
 import stat
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import KillAt
+from conftest import KillAt, builtin_registry, quiet, tiny_copy
 from safetensors.torch import load_file
 
 import rmtzoo
@@ -27,48 +26,18 @@ from rmtzoo.train._checkpoint import read_trainer_state
 REPO = Path(__file__).resolve().parents[1]
 
 # copy with src_len 4: 12-token samples in 3 segments of 4.
-BASE = {
-    "seed": 0,
-    "task": {"kind": "copy", "src_len": 4, "train_size": 32, "valid_size": 8, "test_size": 16},
-    "backbone": {"kind": "transformer_xl", "vocab_size": 12, "n_layer": 1, "n_head": 2, "d_model": 16,
-                 "d_head": 8, "d_inner": 32, "dropout": 0.1},
-    "memory": {"kind": "read_write", "num_tokens": 2},
-    "recurrence": {"kind": "rmt"},
-    "segment": {"length": 4},
-    "train": {"lr": 0.01, "batch_size": 8, "steps": 8, "log_every": 1, "checkpoint_every": 2,
-              "schedule": "constant"},
-    "eval": {"every": 4, "batch_size": 4},
-}
-
-
-def quiet(*args, **kwargs):
-    pass
-
-
-def registry() -> rmtzoo.Registry:
-    return rmtzoo.Registry(environ={}, entry_points=False)
+BASE = tiny_copy(task={"src_len": 4, "train_size": 32, "valid_size": 8}, backbone={"n_layer": 1},
+                 memory={"num_tokens": 2}, segment={"length": 4}, train={"steps": 8, "checkpoint_every": 2},
+                 eval={"every": 4, "batch_size": 4})
 
 
 def config(*overrides: str):
-    return rmtzoo.load_config(copy.deepcopy(BASE), list(overrides), registry=registry())
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    return rmtzoo.load_config(copy.deepcopy(BASE), list(overrides), registry=builtin_registry())
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, cache):
-    monkeypatch.setenv("RMTZOO_CACHE", str(cache))
+def _isolated(isolated_trainer, monkeypatch):
     monkeypatch.setenv("RMTZOO_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        monkeypatch.delenv(name, raising=False)
-    state, py_state = torch.get_rng_state(), random.getstate()
-    yield
-    torch.set_rng_state(state)
-    random.setstate(py_state)
 
 
 @pytest.fixture
@@ -100,12 +69,12 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, cache) -> Path:
+def finished(tmp_path_factory, task_cache) -> Path:
     """A finished 8-step run (checkpoints 6 and 8 kept, best among them or 4)."""
-    os.environ["RMTZOO_CACHE"] = str(cache)
+    os.environ["RMTZOO_CACHE"] = str(task_cache)
     run_dir = tmp_path_factory.mktemp("finished")
     state = torch.get_rng_state()
-    train(config(), run_dir, registry=registry(), log=quiet)
+    train(config(), run_dir, registry=builtin_registry(), log=quiet)
     torch.set_rng_state(state)
     return run_dir
 
@@ -166,9 +135,9 @@ def test_an_old_run_folder_with_trainer_pt_still_loads_and_resumes(run_copy, cap
     assert rc == 0, err
     assert json.loads(out)["split"] == "test"
     before = (run_copy / "results.json").read_bytes()
-    results = train(config(), run_copy, registry=registry(), log=quiet)  # finished before: stays finished
+    results = train(config(), run_copy, registry=builtin_registry(), log=quiet)  # finished before: stays finished
     assert (run_copy / "results.json").read_bytes() == before and results["step"] == 8
-    results = train(config("train.steps=10"), run_copy, registry=registry(), continue_run=True, log=quiet)
+    results = train(config("train.steps=10"), run_copy, registry=builtin_registry(), continue_run=True, log=quiet)
     assert results["step"] == 10
     assert (find_checkpoint(run_copy) / "trainer.json").is_file()  # the resumed run writes the new format
 
@@ -257,10 +226,10 @@ def test_eval_of_a_damaged_checkpoint_is_one_line(run_copy, capsys, damage, need
 
 def test_resume_falls_back_from_a_truncated_newest_checkpoint(tmp_path):
     reference_dir = tmp_path / "full"
-    train(config("train.steps=12"), reference_dir, registry=registry(), log=quiet)
+    train(config("train.steps=12"), reference_dir, registry=builtin_registry(), log=quiet)
     reference = load_file(str(find_checkpoint(reference_dir) / "model.safetensors"))
 
-    killer = registry()
+    killer = builtin_registry()
     killer.add_plugin(KillAt(11), "killer")
     with pytest.raises(KeyboardInterrupt):
         Trainer(config("train.steps=12"), tmp_path / "killed", registry=killer, log=quiet).fit()
@@ -268,7 +237,7 @@ def test_resume_falls_back_from_a_truncated_newest_checkpoint(tmp_path):
     assert newest.name == "step-00000010"
     _truncate(newest / "model.safetensors")
     said = []
-    train(config("train.steps=12"), tmp_path / "killed", registry=registry(), log=said.append)
+    train(config("train.steps=12"), tmp_path / "killed", registry=builtin_registry(), log=said.append)
     assert any("step-00000010 is damaged" in s and "resuming from step-00000008" in s for s in said), said
     resumed = load_file(str(find_checkpoint(tmp_path / "killed") / "model.safetensors"))
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
@@ -276,7 +245,7 @@ def test_resume_falls_back_from_a_truncated_newest_checkpoint(tmp_path):
 
 def test_stale_temporaries_are_removed_and_metrics_are_not_doubled_by_a_resume(tmp_path):
     run_dir = tmp_path / "run"
-    killer = registry()
+    killer = builtin_registry()
     killer.add_plugin(KillAt(7), "killer")
     with pytest.raises(KeyboardInterrupt):
         Trainer(config(), run_dir, registry=killer, log=quiet).fit()  # checkpoints at 2, 4, 6; steps 7 logged
@@ -284,7 +253,7 @@ def test_stale_temporaries_are_removed_and_metrics_are_not_doubled_by_a_resume(t
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"half")
     (run_dir / "checkpoints" / ".latest.json.abc123").write_text("{")
-    train(config(), run_dir, registry=registry(), log=quiet)
+    train(config(), run_dir, registry=builtin_registry(), log=quiet)
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
     assert not list((run_dir / "checkpoints").glob(".latest.json.*"))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -405,7 +374,7 @@ def test_a_finished_run_stays_finished_and_continuing_is_explicit(tmp_path, conf
 # -- the final test (issue 12.3) -----------------------------------------------------------------------
 def test_the_final_test_uses_the_whole_test_set_and_reaches_the_loggers(tmp_path):
     run_dir = tmp_path / "run"
-    results = train(config("eval.max_batches=1"), run_dir, registry=registry(), log=quiet)
+    results = train(config("eval.max_batches=1"), run_dir, registry=builtin_registry(), log=quiet)
     assert results["test/samples"] == BASE["task"]["test_size"]  # not eval.max_batches * eval.batch_size
     finished = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert finished["event"] == "finished" and finished["status"] == "completed"
@@ -419,7 +388,7 @@ def test_files_and_folders_follow_the_umask(tmp_path, monkeypatch):
     monkeypatch.setenv("RMTZOO_CACHE", str(tmp_path / "cache"))
     old = os.umask(0o022)
     try:
-        train(config(), tmp_path / "run", registry=registry(), log=quiet)
+        train(config(), tmp_path / "run", registry=builtin_registry(), log=quiet)
         atomic_write_text(tmp_path / "results" / "cell.json", "{}\n")
         folder = make_temp_dir(tmp_path, ".tmp-")
     finally:

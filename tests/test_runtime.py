@@ -44,13 +44,6 @@ batch_size = 8
 
 
 @pytest.fixture
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def tiny(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)

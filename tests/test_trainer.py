@@ -7,7 +7,6 @@ import contextlib
 import copy
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from conftest import KillAt
+from conftest import TINY_COPY, KillAt, builtin_registry, quiet
 from safetensors.torch import load_file
 from torch import nn
 
@@ -37,48 +36,16 @@ from rmtzoo.train._eval import IGNORE_INDEX, carried_cache, evaluate_samples, gr
 
 REPO = Path(__file__).resolve().parents[1]
 
-# copy with src_len 8: 24 input tokens, answer from position 8 (16 answer tokens); 3 segments of 8.
-BASE = {
-    "seed": 0,
-    "task": {"kind": "copy", "src_len": 8, "train_size": 64, "valid_size": 16, "test_size": 16},
-    "backbone": {"kind": "transformer_xl", "vocab_size": 12, "n_layer": 2, "n_head": 2, "d_model": 16,
-                 "d_head": 8, "d_inner": 32, "dropout": 0.1},
-    "memory": {"kind": "read_write", "num_tokens": 4},
-    "recurrence": {"kind": "rmt"},
-    "segment": {"length": 8},
-    "train": {"lr": 0.01, "batch_size": 8, "steps": 16, "log_every": 1, "checkpoint_every": 3,
-              "schedule": "constant"},
-    "eval": {"every": 8, "batch_size": 16},
-}
-
-
-def quiet(*args, **kwargs):
-    pass
-
-
-def new_registry() -> rmtzoo.Registry:
-    return rmtzoo.Registry(environ={}, entry_points=False)
+BASE = TINY_COPY  # copy with src_len 8: 24 input tokens, answer from position 8; 3 segments of 8
 
 
 def make_config(*overrides: str, registry=None, base=BASE):
-    return rmtzoo.load_config(copy.deepcopy(base), list(overrides), registry=registry or new_registry())
-
-
-@pytest.fixture(scope="session")
-def task_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("rmtzoo-cache")
+    return rmtzoo.load_config(copy.deepcopy(base), list(overrides), registry=registry or builtin_registry())
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, task_cache):
-    monkeypatch.setenv("RMTZOO_CACHE", str(task_cache))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # these checks are about the CPU path
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    state, py_state = torch.get_rng_state(), random.getstate()
-    yield
-    torch.set_rng_state(state)  # the trainer seeds the global RNGs
-    random.setstate(py_state)
+def _isolated(isolated_trainer):
+    pass
 
 
 def weights(run_dir, *, step: int | None = None) -> dict[str, torch.Tensor]:
@@ -100,7 +67,7 @@ def records(run_dir) -> list[dict]:
 
 
 def interrupted_run(config, run_dir, kill_at: int) -> None:
-    registry = new_registry()
+    registry = builtin_registry()
     registry.add_plugin(KillAt(kill_at), "killer")
     with pytest.raises(KeyboardInterrupt):
         Trainer(config, run_dir, registry=registry, log=quiet).fit()
@@ -113,12 +80,12 @@ def interrupted_run(config, run_dir, kill_at: int) -> None:
 def test_kill_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
     config = make_config()
     assert config.backbone.params.dropout > 0  # so the restored RNG state matters
-    full = train(config, tmp_path / "full", registry=new_registry(), log=quiet)
+    full = train(config, tmp_path / "full", registry=builtin_registry(), log=quiet)
     reference = weights(tmp_path / "full", step=16)
 
     interrupted_run(config, tmp_path / "killed", kill_at=11)  # checkpoints at 3, 6, 8, 9: resumes from 9
     assert find_checkpoint(tmp_path / "killed").name == "step-00000009"
-    resumed = train(config, tmp_path / "killed", registry=new_registry(), log=quiet)
+    resumed = train(config, tmp_path / "killed", registry=builtin_registry(), log=quiet)
     assert_same_weights(weights(tmp_path / "killed", step=16), reference)
     assert resumed == full
 
@@ -126,7 +93,7 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
     interrupted_run(config, tmp_path / "no-rng", kill_at=11)
     with monkeypatch.context() as m:
         m.setattr(_loop.torch, "set_rng_state", lambda state: None)
-        train(config, tmp_path / "no-rng", registry=new_registry(), log=quiet)
+        train(config, tmp_path / "no-rng", registry=builtin_registry(), log=quiet)
     no_rng = weights(tmp_path / "no-rng", step=16)
     assert any(not torch.equal(no_rng[k], reference[k]) for k in reference)
 
@@ -134,7 +101,7 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, monkeypatch):
 def test_kill_and_resume_with_the_plateau_schedule(tmp_path):
     config = make_config("train.schedule=plateau", "train.plateau_patience=0", "train.lr=0.05",
                          "train.steps=14", "eval.every=2")
-    train(config, tmp_path / "full", registry=new_registry(), log=quiet)
+    train(config, tmp_path / "full", registry=builtin_registry(), log=quiet)
     reference = weights(tmp_path / "full", step=14)
     lrs = [r["train/lr"] for r in records(tmp_path / "full") if "train/lr" in r]
     assert lrs[0] == 0.05 and min(lrs) < 0.05  # the plateau schedule halved the lr at least once...
@@ -146,7 +113,7 @@ def test_kill_and_resume_with_the_plateau_schedule(tmp_path):
     state = read_trainer_state(find_checkpoint(tmp_path / "killed"))
     assert state["step"] == 10 and state["plateau"]["num_bad_epochs"] is not None
     assert state["optimizer"]["param_groups"][0]["lr"] < 0.05
-    train(config, tmp_path / "killed", registry=new_registry(), log=quiet)
+    train(config, tmp_path / "killed", registry=builtin_registry(), log=quiet)
     assert_same_weights(weights(tmp_path / "killed", step=14), reference)
     resumed_lrs = [r["train/lr"] for r in records(tmp_path / "killed") if "train/lr" in r]
     assert resumed_lrs[-3:] == lrs[-3:]
@@ -155,7 +122,7 @@ def test_kill_and_resume_with_the_plateau_schedule(tmp_path):
 def test_warmup_runs_under_the_plateau_schedule(tmp_path):
     config = make_config("train.schedule=plateau", "train.warmup_steps=3", "train.lr=0.03", "train.steps=6",
                          "eval.every=100", "backbone.dropout=0.0")
-    train(config, tmp_path, registry=new_registry(), log=quiet)
+    train(config, tmp_path, registry=builtin_registry(), log=quiet)
     lrs = [r["train/lr"] for r in records(tmp_path) if "train/lr" in r]  # the lr of the next step
     assert lrs == pytest.approx([0.02, 0.03, 0.03, 0.03, 0.03, 0.03])
 
@@ -199,7 +166,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, task_cache):
             [sys.executable, str(REPO / "tests" / "_ddp_worker.py"), str(config_path), str(tmp_path / f"rank{rank}")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
-        single = train(config, tmp_path / "single", registry=new_registry(), log=quiet)
+        single = train(config, tmp_path / "single", registry=builtin_registry(), log=quiet)
         _wait_all(procs, timeout=240)
     finally:
         for p in procs:  # a rank left waiting on a dead peer would otherwise hang in gloo
@@ -212,7 +179,7 @@ def test_two_process_ddp_equals_one_process(tmp_path, task_cache):
     assert one.keys() == two.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=k)
-    init = prepare_model(config, build_task(config, new_registry()), new_registry()).state_dict()
+    init = prepare_model(config, build_task(config, builtin_registry()), builtin_registry()).state_dict()
     assert max((one[k] - init[k]).abs().max().item() for k in one) > 1e-3  # training moved the weights
 
     rank0 = json.loads((tmp_path / "rank0" / "results.json").read_text())
@@ -241,7 +208,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypa
 
     monkeypatch.setattr(Trainer, "_loss", loss_goes_nan)
     with pytest.raises(TrainingDiverged) as info:
-        train(config, tmp_path, registry=new_registry(), log=quiet)
+        train(config, tmp_path, registry=builtin_registry(), log=quiet)
     message = str(info.value)
     assert "nan" in message and "step 6" in message and "last good checkpoint" in message and "intact" in message
     checkpoints = tmp_path / "checkpoints"
@@ -256,7 +223,7 @@ def test_a_huge_learning_rate_diverges(tmp_path):
     config = make_config("train.lr=1e6", "train.grad_clip=null", "backbone.dropout=0.0",
                          "train.checkpoint_every=1", "eval.every=100")
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf|-inf) at step 2;.*is intact"):
-        train(config, tmp_path, registry=new_registry(), log=quiet)
+        train(config, tmp_path, registry=builtin_registry(), log=quiet)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json", "step-00000001"]
 
 
@@ -307,7 +274,7 @@ def _teacher_forced(model, ids):
 
 @pytest.mark.parametrize("segment", [8, 6, 12])  # answer_start 8: on a boundary, and inside a segment
 def test_greedy_predictions_never_see_the_answer(segment):
-    registry = new_registry()
+    registry = builtin_registry()
     config = make_config(f"segment.length={segment}", "backbone.dropout=0.0", "backbone.init_std=0.5",
                          registry=registry)
     task = build_task(config, registry)
@@ -403,7 +370,7 @@ class _Oracle(nn.Module):
 
 @pytest.mark.parametrize(("kind", "segment"), [("quadratic_equations", 30), ("copy", 6)])
 def test_evaluate_samples_counts_by_hand(kind, segment):
-    registry = new_registry()
+    registry = builtin_registry()
     task_block = {"kind": kind, "train_size": 16, "valid_size": 4, "test_size": 10}
     config = make_config("backbone.vocab_size=24", base={**BASE, "task": task_block}, registry=registry)
     task = build_task(config, registry)
@@ -479,7 +446,7 @@ def test_quadratic_greedy_decoding_generates_the_solution_lines(segment):
     in a solution line derails the answer. ``by_length`` (the old rule) fed the true solution lines in
     (teacher forcing for the Baseline, greedy only from the answer slot for 30-token segments), so the
     same model scored 1.0 there."""
-    registry = new_registry()
+    registry = builtin_registry()
     scores = {}
     for decoding in ("by_length", "greedy"):
         block = {"kind": "quadratic_equations", "train_size": 16, "valid_size": 4, "test_size": 6, "decoding": decoding}
@@ -518,7 +485,7 @@ def test_a_cache_carried_across_samples_changes_the_next_samples(tmp_path):
     losses, evals = {}, {}
     for scope in ("per_sample", "across_samples"):
         config = make_config(*xl, f"recurrence.cache_scope={scope}", base=base)
-        trainer = Trainer(config, tmp_path / scope, registry=new_registry(), log=quiet)
+        trainer = Trainer(config, tmp_path / scope, registry=builtin_registry(), log=quiet)
         trainer.train_tensors = trainer.task.tensors("train")
         trainer.model.eval()  # no dropout: the two trainers start from the same weights
         with torch.no_grad():
@@ -547,14 +514,14 @@ def test_a_cache_carried_across_samples_changes_the_next_samples(tmp_path):
 def test_curriculum_advances_and_survives_a_resume(tmp_path):
     config = make_config("train.curriculum.segments=[1, 3]", "train.curriculum.advance_at=0.0001",
                          "train.lr=0.05", "train.steps=12", "train.checkpoint_every=null", "eval.every=4")
-    registry = new_registry()
+    registry = builtin_registry()
     fresh = Trainer(config, tmp_path / "full", registry=registry, log=quiet)
     assert fresh.model.segment_length == 24  # one segment per sample to start with
     fresh.fit()
     assert fresh.model.segment_length == 8 and fresh.curriculum_index == 1
     reference = weights(tmp_path / "full", step=12)
 
-    again = Trainer(config, tmp_path / "full", registry=new_registry(), log=quiet)
+    again = Trainer(config, tmp_path / "full", registry=builtin_registry(), log=quiet)
     assert again.model.segment_length == 24
     assert again.resume()
     assert again.model.segment_length == 8 and again.curriculum_index == 1 and again.step == 12
@@ -563,7 +530,7 @@ def test_curriculum_advances_and_survives_a_resume(tmp_path):
     interrupted_run(config, tmp_path / "killed", kill_at=6)
     state = read_trainer_state(find_checkpoint(tmp_path / "killed"))
     assert state["step"] == 4 and state["curriculum_index"] == 1
-    train(config, tmp_path / "killed", registry=new_registry(), log=quiet)
+    train(config, tmp_path / "killed", registry=builtin_registry(), log=quiet)
     assert_same_weights(weights(tmp_path / "killed", step=12), reference)
 
 
@@ -571,7 +538,7 @@ def test_curriculum_advances_and_survives_a_resume(tmp_path):
 def test_metrics_log_early_stop_and_results(tmp_path):
     config = make_config("train.lr=0.05", "train.steps=40", "train.log_every=2", "eval.every=4",
                          "train.stop_at=0.01")
-    registry = new_registry()
+    registry = builtin_registry()
     results = train(config, tmp_path, registry=registry, log=quiet)
     log = records(tmp_path)
     assert log[0]["event"] == "started" and log[0]["config_hash"] == config.content_hash()

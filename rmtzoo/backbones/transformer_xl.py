@@ -93,30 +93,43 @@ class RelativeAttentionLayer(nn.Module):
         """mask: bool ``[S, K]`` / ``[B, S, K]`` (True: may attend) or None; additive: the same mask as
         0 / -inf in the compute dtype (``[S, K]`` / ``[B, 1, S, K]``), folded into the position bias for
         kernels that declare ``mask_in_bias`` (no ``masked_fill`` on the ``[B, H, S, K]`` scores)."""
+        return self.forward_kv(x, cache=cache, pos_emb=pos_emb, r_w_bias=r_w_bias, r_r_bias=r_r_bias, mask=mask,
+                               additive=additive)[0]
+
+    def forward_kv(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask, additive=None, past=None):
+        """``forward``, also returning the keys and values ``(k, v)`` ``[B, H, K, Dh]`` it attended to.
+        ``past``: keys and values already projected (an open segment's earlier positions, the cache's),
+        taken instead of ``cache``; the queries ``x`` follow them."""
         b, s, _ = x.shape
         h, dh = self.n_head, self.d_head
-        keys_in = x if cache is None else torch.cat([cache, x], dim=1)  # [B, K, D]
+        keys_in = x if cache is None or past is not None else torch.cat([cache, x], dim=1)  # [B, K, D]
         if self.pre_lnorm:
             keys_in = self.attn_norm(keys_in)
         q, k, v = self.qkv_net(keys_in).view(b, -1, 3, h, dh).unbind(2)  # 3 x [B, K, H, Dh]
         q, k, v = q[:, -s:].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, S|K, Dh]
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # [B, H, P+S, Dh]
         dtype, scale = q.dtype, dh**-0.5
         # biases in the compute dtype: an fp32 parameter added to a bf16 query would promote it to fp32
         r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
         position = torch.matmul(q + r_r_bias.to(dtype)[:, None], r.permute(1, 2, 0).to(dtype))  # [B, H, S, P]
-        shift = lm_rmt_rel_shift if self.lm_rmt_distances else rel_shift
-        bias = shift(position, k.shape[2])  # [B, H, S, K]
-        if additive is not None and getattr(self.attention, "mask_in_bias", False):
-            bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
         q_content = (q + r_w_bias.to(dtype)[:, None]) * scale  # [B, H, S, Dh]: the scale folded into q
         dropout_p = self.dropatt if self.training else 0.0
-        out = self.attention(q_content, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=1.0)
+        if getattr(self.attention, "takes_position", False) and not self.lm_rmt_distances:
+            # the kernel skews the term itself (a FlexAttention score mod): no [B, H, S, K] bias at all
+            out = self.attention(q_content, k, v, position=position, mask=mask, dropout_p=dropout_p, scale=1.0)
+        else:
+            shift = lm_rmt_rel_shift if self.lm_rmt_distances else rel_shift
+            bias = shift(position, k.shape[2])  # [B, H, S, K]
+            if additive is not None and getattr(self.attention, "mask_in_bias", False):
+                bias, mask = bias + additive.to(dtype), None  # [B, H, S, K]: the one masking op
+            out = self.attention(q_content, k, v, bias=bias, mask=mask, dropout_p=dropout_p, scale=1.0)
         out = self.drop(self.o_net(out.transpose(1, 2).reshape(b, s, h * dh)))  # [B, S, D]
         if self.pre_lnorm:
             x = x + out
-            return x + self.ff(self.ff_norm(x))
+            return x + self.ff(self.ff_norm(x)), (k, v)
         x = self.attn_norm(x + out)
-        return self.ff_norm(x + self.ff(x))
+        return self.ff_norm(x + self.ff(x)), (k, v)
 
 
 class TransformerXL(nn.Module):
@@ -170,6 +183,34 @@ class TransformerXL(nn.Module):
             hidden = self.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask, additive=additive)
         return BackboneOutput(self.drop(hidden), layer_inputs)
 
+    @property
+    def incremental(self) -> bool:
+        """Whether :meth:`extend` gives what ``forward`` gives: causal, and the signed distances (the
+        ``lm_rmt`` wrapped-around values depend on the total key count, which grows)."""
+        return self.causal and not self.lm_rmt_distances
+
+    def extend(self, x: torch.Tensor, *, mask: torch.Tensor, cache=None, past=None):
+        """Incremental forward (generation): the next positions ``x [B, n, D]`` after the ``P`` whose
+        per-layer keys and values ``past`` holds (``n_layer`` x ``(k, v)`` ``[B, H, P, Dh]``; None: none
+        yet, and the Tr-XL ``cache`` (``n_layer`` x ``[B, C, D]``) is projected now and counts as past).
+        mask ``[n, P+n]`` bool: these rows of the layout over every key. Returns hidden ``[B, n, D]`` and
+        the per-layer keys and values over all ``P+n`` keys, for the next call."""
+        if past is None and cache is not None and cache[0].shape[1] == 0:
+            cache = None
+        n_before = mask.shape[1] - x.shape[1]
+        ahead = _lookahead(mask, x.shape[1], n_before)
+        pos_emb = self.drop(self._relative_table(x.shape[1], n_before, ahead, x.device, x.dtype))
+        folds = getattr(self.layers[0].attention, "mask_in_bias", False)
+        additive = additive_mask(mask, compute_dtype(x)) if folds else None
+        hidden, keys_values = self.drop(x), []
+        for i, layer in enumerate(self.layers):
+            hidden, kv = layer.forward_kv(
+                hidden, cache=None if cache is None else cache[i], pos_emb=pos_emb, r_w_bias=self.r_w_bias,
+                r_r_bias=self.r_r_bias, mask=mask, additive=additive, past=None if past is None else past[i],
+            )
+            keys_values.append(kv)
+        return self.drop(hidden), tuple(keys_values)
+
     def attention_inputs(self, x: torch.Tensor, mask, cache):
         """The mask every layer uses (the natural one when None), the dropped-out relative table and the
         mask as an additive bias."""
@@ -182,7 +223,8 @@ class TransformerXL(nn.Module):
             mask = mask | self_keys(s, c, device=x.device)  # [B, S, C+S]
         ahead = 0 if self.lm_rmt_distances else _lookahead(mask, s, c)  # lm_rmt: distances K-1 .. 0
         pos_emb = self.drop(self._relative_table(s, c, ahead, x.device, x.dtype))
-        additive = None if mask is None else additive_mask(mask, compute_dtype(x))  # [S, K] or [B, 1, S, K]
+        folds = getattr(self.layers[0].attention, "mask_in_bias", False)
+        additive = additive_mask(mask, compute_dtype(x)) if folds and mask is not None else None  # [S, K] / [B, 1, S, K]
         return mask, pos_emb, additive
 
     def run_layer(self, i: int, hidden: torch.Tensor, *, cache, pos_emb, mask, additive) -> torch.Tensor:

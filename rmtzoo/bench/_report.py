@@ -135,7 +135,8 @@ def collect(registry, name: str, preset: str, results_dir, *, backbone: str | No
             if rec.get("labels") == dict(cell.labels) and config == want and metric in rec.get("metrics", {}):
                 values.append(float(rec["metrics"][metric]))
                 seeds.append(rec.get("seed"))
-        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "decoding": decoding, "records": [
+        rows.append({"labels": dict(cell.labels), "values": values, "seeds": seeds, "decoding": decoding,
+                     "backbone": want.get("backbone", {}), "records": [
             r for r in records if r.get("labels") == dict(cell.labels)]})
     return bench, rows
 
@@ -194,12 +195,39 @@ def _fmt_short(stat) -> str:
     return f"{mean:.3f}" + (f" ± {std:.3f}" if not math.isnan(std) else "") + f" (n={n})"
 
 
+# How two neighbouring cells' means compare, as measured (``_pair_verdict`` read as "the first is higher").
+HIGHER, LOWER, EQUAL, CLOSE, UNTOLD = ">", "<", "=", "≈", "vs"
+SIGNS_LEGEND = (f"Between neighbours, `{HIGHER}` / `{LOWER}`: the mean is higher / lower by more than the seed "
+                f"spread; `{CLOSE}`: within noise (`{EQUAL}`: the same mean); `{UNTOLD}`: fewer than 2 seeds.")
+
+
+def _relation(a, b) -> str:
+    """The measured relation of ``a``'s mean to ``b``'s (each ``(mean, std, n)``), whatever the claim."""
+    verdict = _pair_verdict(a, b, higher_is_better=True)
+    if verdict == FEW:
+        return UNTOLD
+    if verdict == NOISE:
+        return EQUAL if a[0] == b[0] else CLOSE
+    return HIGHER if verdict == HOLDS else LOWER
+
+
+def chain_text(chain) -> str:
+    """``[(line value, (mean, std, n)), ...]`` in the claimed order, each neighbour pair joined by its
+    measured relation: ``RMT 0.493 ± 0.004 (n=2) < Tr-XL 0.802 ± 0.201 (n=2) > Baseline ...``."""
+    text = ""
+    for i, (model, stat) in enumerate(chain):
+        if i:
+            text += f" {_relation(chain[i - 1][1], stat)} "
+        text += f"{model} {_fmt_short(stat)}"
+    return text
+
+
 def ordering_checks(bench, rows) -> list[str]:
     """At each x value where at least two models of ``bench.ordering`` have a result: does best-first hold
-    beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.)"""
-    sign = " > " if bench.higher_is_better else " < "
+    beyond the seed spread? (A ``table`` benchmark has no x: one check over all its rows.) The models are
+    listed in the claimed order, with the measured relation between neighbours (``chain_text``)."""
     x = None if bench.figure == "table" else bench.x
-    return [f"- {f'{x} {at}: ' if x else ''}" + sign.join(f"{m} {_fmt_short(s)}" for m, s in chain) + f": {verdict}"
+    return [f"- {f'{x} {at}: ' if x else ''}{chain_text(chain)}: {verdict}"
             for at, chain, verdict in ordering_results(bench, rows)]
 
 
@@ -313,6 +341,17 @@ def _decoding_lines(rows) -> list[str]:
     return [f"- decoding: {_DECODING.get(d, d)}" for d in used]
 
 
+def _backbone_lines(rows) -> list[str]:
+    """The backbone of the cells, from each cell's validated config (a spec run with ``--backbone NAME``
+    names NAME, a spec's own backbone is named too), with its size."""
+    blocks = [row["backbone"] for row in rows if row.get("backbone")]
+    kinds = sorted({b.get("kind", "?") for b in blocks})
+    if not kinds:
+        return []
+    sizes = sorted({", ".join(f"{k} {b[k]}" for k in ("d_model", "n_layer") if k in b) for b in blocks} - {""})
+    return [f"- backbone: {' / '.join(f'`{k}`' for k in kinds)}" + (f" ({'; '.join(sizes)})" if sizes else "")]
+
+
 def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     label_keys = list(dict.fromkeys(k for row in rows for k in row["labels"]))
     have_ref = bool(reference_rows)
@@ -329,13 +368,14 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
             f"- metric: {bench.metric_for(preset)}, {better} is better (mean ± sample std over seeds, (n) seeds; "
             f"n = {n_text} here)",
             *_decoding_lines(rows),
-            f"- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
+            "- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
             "the cells compared, each with at least 2 seeds); a smaller margin is \"within noise\"",
             f"- report written on: {hw['platform']}, CPU {hw['cpu']}, GPU {hw['gpu'] or 'none'}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items())]
     for text in recorded:
         h = json.loads(text)
         out.append(f"- results produced on: {h.get('platform')}, CPU {h.get('cpu')}, GPU {h.get('gpu') or 'none'}")
+    out += _backbone_lines(rows)
     if preset in bench.notes:
         out.append(f"- note: {bench.notes[preset]}")
     reused = sorted({r["reused_from"]["benchmark"] for row in rows for r in row["records"] if r.get("reused_from")})
@@ -367,7 +407,8 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     checks = ordering_checks(bench, rows)
     if checks:
         where = "" if bench.figure == "table" else f" at every {bench.x}"
-        out += ["", f"Paper's ordering ({', '.join(bench.ordering)}, best first{where}), as measured:", "", *checks]
+        out += ["", f"Paper's ordering ({', '.join(bench.ordering)}, best first{where}), as measured. "
+                + SIGNS_LEGEND, "", *checks]
     claims = claim_checks(bench, rows, reference_rows)
     if claims:
         out += ["", "The paper's claims, as measured and in the paper's numbers:", "", *claims]

@@ -14,8 +14,10 @@ from pathlib import Path
 from rmtzoo._io import atomic_write_text
 from rmtzoo.bench._report import (
     NOT_HOLD,
+    SIGNS_LEGEND,
     _combine,
     _fmt_short,
+    chain_text,
     claim_results,
     collect,
     load_reference,
@@ -31,10 +33,8 @@ def _ordering_row(bench, rows) -> tuple[str, str]:
     results = ordering_results(bench, rows)
     if not results:
         return "–", "not yet run"
-    sign = " > " if bench.higher_is_better else " < "
     x = None if bench.figure == "table" else bench.x
-    parts = [f"{f'{x} {at}: ' if x else ''}" + sign.join(f"{m} {_fmt_short(s)}" for m, s in chain) + f" ({v})"
-             for at, chain, v in results]
+    parts = [f"{f'{x} {at}: ' if x else ''}{chain_text(chain)} ({v})" for at, chain, v in results]
     verdict = _combine(v for _, _, v in results)
     if verdict == NOT_HOLD:
         where = ", ".join(str(at) for at, _, v in results if v == NOT_HOLD)
@@ -98,7 +98,8 @@ def render_summary(registry, names, *, preset: str, results_dir, reports_dir, re
     out = [BEGIN, "", f"## The paper's claims, preset `{preset}`", "",
            "Verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of the "
            "cells compared, each with at least 2 seeds); a smaller margin is \"within noise\". Means ± sample "
-           "std (n = seeds). The paper column is the paper's own numbers, on the paper's full-size task.", "",
+           "std (n = seeds); a benchmark's ordering lists its models best first as the paper claims. "
+           + SIGNS_LEGEND + " The paper column is the paper's own numbers, on the paper's full-size task.", "",
            "| paper's claim | spec: what is compared | measured | verdict | paper |", "|---|---|---|---|---|"]
     out += [f"| {' | '.join(c)} |" for c in claims]
     out += ["", "## Regenerating", "",

@@ -1,9 +1,14 @@
 """Generation for any length: memory (and cache) carried across segments, one prompt or a batch.
 
 Each prompt runs in its own segments, aligned at its own first token, exactly as a whole-sequence pass
-over prompt + generated tokens would cut it. The open segment is re-run from the state it started with
-for each new token; once it holds ``segment_length`` tokens it is committed and its memory (and cache)
-carry to the next segment. A batch is exact too: at every step, the prompts whose open segments have the
+over prompt + generated tokens would cut it. In the open segment each new token is the only position
+computed: the keys and values of the read memory, the cache and the tokens before it are kept
+(:meth:`rmtzoo.RecurrentMemoryModel.extend_segment`), so a token costs the same however many came
+before it. Once the open segment holds ``segment_length`` tokens it is committed: run once more whole
+through ``model.step`` (the write memory reads every token), and its memory (and cache) carry to the next
+segment, so the token that closes a segment costs one segment. A model whose backbone or layout cannot
+extend exactly (``supports_extend``: ARMT, the ``lm_rmt`` distances, a plugin backbone without
+``extend``) re-runs the open segment from the state it started with for each new token instead. A batch is exact too: at every step, the prompts whose open segments have the
 same length and the same number of committed segments run as one batch (equal-length prompts always
 do), so a batch gives what each prompt gives alone.
 
@@ -21,7 +26,7 @@ from collections.abc import Collection, Iterator, Sequence
 import torch
 
 from rmtzoo._errors import InputError
-from rmtzoo.model import RecurrentState
+from rmtzoo.model import OpenSegment, RecurrentState
 
 
 def check_options(max_new_tokens, temperature, top_k, top_p) -> None:
@@ -88,12 +93,32 @@ def _unstack(state: RecurrentState) -> list[RecurrentState]:
             for i in range(state.batch_size)]
 
 
+def _stack_open(opens: list[OpenSegment]) -> OpenSegment:
+    """Batch-1 open segments of one length as one of batch ``len(opens)``."""
+    if len(opens) == 1:
+        return opens[0]
+    first = opens[0]
+    past = None if first.past is None else tuple(
+        (torch.cat([o.past[i][0] for o in opens]), torch.cat([o.past[i][1] for o in opens]))  # [G, H, P, Dh]
+        for i in range(len(first.past)))
+    cache = None if first.cache is None else tuple(torch.cat(layer) for layer in zip(*(o.cache for o in opens)))
+    return OpenSegment(past, first.n_tokens, cache)
+
+
+def _unstack_open(open_: OpenSegment, n: int) -> list[OpenSegment]:
+    if n == 1:
+        return [open_]
+    return [OpenSegment(tuple((k[i : i + 1], v[i : i + 1]) for k, v in open_.past), open_.n_tokens, None)
+            for i in range(n)]
+
+
 @torch.no_grad()
 def stream_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, stop_tokens: Collection[int] = (),
-                 generator: torch.Generator | None = None) -> Iterator[dict[int, int]]:
+                 generator: torch.Generator | None = None, reuse_keys: bool | None = None) -> Iterator[dict[int, int]]:
     """Yield, at every step, ``{prompt index: new token}`` for the prompts still generating, until each
-    has ``max_new_tokens`` tokens or has drawn a stop token."""
+    has ``max_new_tokens`` tokens or has drawn a stop token. ``reuse_keys``: extend the open segment
+    (None: where ``model.supports_extend``); False: re-run it for every token."""
     check_options(max_new_tokens, temperature, top_k, top_p)
     prompts = [list(map(int, p)) for p in prompts]
     if not prompts or any(not p for p in prompts):
@@ -107,6 +132,7 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *
     states = [states] * n
     opened: list[list[int]] = [[] for _ in range(n)]  # tokens of each prompt's open segment
     logits = [None] * n  # next-token logits [V] after a commit that left the open segment empty
+    extended: list[OpenSegment | None] = [None] * n  # the open segment's reused keys and values
 
     def run(indices: list[int], commit: bool) -> None:
         """One ``model.step`` for prompts whose open segments have one length and state shape."""
@@ -116,12 +142,29 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *
             logits[i] = out.logits[row, -1]
         if commit:
             for i, state in zip(indices, _unstack(new_state), strict=True):
-                states[i], opened[i] = state, []
+                states[i], opened[i], extended[i] = state, [], None
+
+    def extend(indices: list[int]) -> None:
+        """The open segments' new tokens, the only positions computed (same length, done and state shape)."""
+        state = states[indices[0]]  # only its cache length is read: the group shares it
+        for i in indices:
+            if extended[i] is None:
+                extended[i] = model.open_segment(states[i])
+        done = extended[indices[0]].n_tokens
+        ids = torch.tensor([opened[i][done:] for i in indices], device=device)  # [G, n]
+        out, open_ = model.extend_segment(ids, state, _stack_open([extended[i] for i in indices]))
+        for row, (i, one) in enumerate(zip(indices, _unstack_open(open_, len(indices)), strict=True)):
+            logits[i], extended[i] = out[row, -1], one
+
+    if reuse_keys is None:
+        reuse_keys = model.supports_extend(states[0])
+    step_open = extend if reuse_keys else (lambda indices: run(indices, commit=False))
 
     def grouped(indices):
         groups = defaultdict(list)
         for i in indices:
-            groups[len(opened[i]), states[i].n_segments].append(i)
+            done = -1 if extended[i] is None else extended[i].n_tokens
+            groups[len(opened[i]), done, states[i].n_segments].append(i)
         return groups.values()
 
     # the prompts' whole segments, batched segment by segment
@@ -136,7 +179,7 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *
     active = list(range(n))
     for _ in range(max_new_tokens):
         for group in grouped(i for i in active if opened[i]):
-            run(group, commit=False)
+            step_open(group)
         tokens = _pick(torch.stack([logits[i] for i in active]), temperature, top_k, top_p, generator)
         step = {}
         for i, token in zip(active, tokens, strict=True):

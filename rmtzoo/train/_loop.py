@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from rmtzoo._build import build_model
 from rmtzoo._components import RunInfo
 from rmtzoo._config import ExperimentConfig
-from rmtzoo._errors import CheckpointError, ConfigError, RmtzooError
+from rmtzoo._errors import CheckpointError, ConfigError, RmtzooError, UnavailableError
 from rmtzoo._io import atomic_write_text, check_folder
 from rmtzoo._registry import Registry
 from rmtzoo._runtime import resolve_device, set_threads
@@ -102,6 +102,18 @@ def _lr_lambda(cfg):
         return warm
 
     return factor
+
+
+def check_trainable(model, registry: Registry, device: torch.device) -> None:
+    """One line, before the first step, where the model's attention kernel has no backward on ``device``."""
+    name = getattr(model, "attention_name", None)
+    if name is None or name not in registry.names("attention_backends"):
+        return
+    if device.type in registry.get("attention_backends", name).inference_only_on:
+        raise UnavailableError(
+            f"attention.kind: {name!r} runs forward only on {device.type} (no backward there); "
+            "train with attention.kind 'auto', 'eager' or 'sdpa' and evaluate or generate with it"
+        )
 
 
 class Trainer:
@@ -342,6 +354,7 @@ class Trainer:
         then ``train.steps`` and ``train.stop_at`` may differ from the run's."""
         check_folder(self.run_dir, "--run-dir")
         ckpt.checkpoints_folder(self.run_dir)
+        check_trainable(self.model, self.registry, self.device)
         if self.rank != 0:
             return self._fit(resume, continue_run)
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import math
 import os
@@ -327,19 +328,28 @@ E("T1", "RMT", "0.99", "0.002", metric="exact_accuracy", seg=6, L=30, mem=30, k=
   note="LM-RMT README quotes 99.8; " + BPTT0_NOTE, sel={"task": "sqeq", "model": "RMT"})
 
 
-# ---- Tables 2 and 5: WikiText-103
-def wt(model, L, mem, mean, std=None, *, k=None, cache=None, note="", var="", csv_sel=True, source=None,
-       memory_note="", sel_extra=None):
+# ---- Tables 2, 4 and 5: language modelling. One row builder for both corpora, ``wt`` (WikiText-103) and
+# ``en`` (enwik8); each corpus has its metric and the tables' step budget, which selects the backing runs.
+LM_TASKS = {"wt103": ("ppl", 200_000), "enwik8": ("bpc", 400_000)}
+
+
+def lm_row(task, model, L, mem, mean, std=None, *, k=None, cache=None, note="", var="", csv_sel=True, source=None,
+           memory_note="", sel_extra=None):
+    metric, steps = LM_TASKS[task]
     sel = None
     if csv_sel:
-        sel = {"task": "wt103", "model": model, "segment_length": L, "memory": mem, "steps": 200_000}
+        sel = {"task": task, "model": model, "segment_length": L, "memory": mem, "steps": steps}
         if k is not None:
             sel["bptt"] = k
         sel.update(sel_extra or {})
     if model == "Tr-XL" and cache is None:
         cache = mem
-    return dict(model=model, mean=mean, std=std, metric="ppl", L=L, mem=mem, cache=cache, k=k, note=note,
+    return dict(model=model, mean=mean, std=std, metric=metric, L=L, mem=mem, cache=cache, k=k, note=note,
                 var=var, sel=sel, source=source, memory_note=memory_note)
+
+
+wt = functools.partial(lm_row, "wt103")
+en = functools.partial(lm_row, "enwik8")
 
 
 PUBLISHED_TRXL = "published number (Dai et al. 2019, Tr-XL base); the Tr-XL repo README says 24.03"
@@ -455,16 +465,6 @@ emit_lm("T5", T5_150 + T5_50 + T5_EXTRA)
 
 
 # ---- Table 4: enwik8
-def en(model, L, mem, mean, std=None, *, k=None, cache=None, note="", var="", csv_sel=True, memory_note="",
-       sel_extra=None):
-    r = wt(model, L, mem, mean, std, k=k, cache=cache, note=note, var=var, csv_sel=csv_sel,
-           memory_note=memory_note, sel_extra=sel_extra)
-    r["metric"] = "bpc"
-    if r["sel"]:
-        r["sel"].update(task="enwik8", steps=400_000)
-    return r
-
-
 EVAL512 = "trained on 512-token segments, evaluated in 128-token segments"
 T4 = [
     en("Tr-XL", 512, 512, "1.06", note="Tr-XL (Dai et al. 2019): published number (12-layer)", var="paper",
