@@ -64,6 +64,50 @@ def test_generated_answers_follow_from_the_supporting_facts(qa, n_facts):
         assert solve([story.facts[i] for i in story.supporting], story.question) == story.answer
 
 
+def test_one_fact_qa1_asks_about_the_only_mover():
+    rng = random.Random("qa1-one-fact")
+    for _ in range(100):
+        story = babi.story_qa1(rng, 1)
+        (fact,) = story.facts
+        w = babi.words(fact)
+        assert story.question == f"where is {w[0]} ?" and story.answer == w[-2] and story.supporting == (0,)
+
+
+def test_hide_in_filler_on_a_hand_written_story():
+    """A hand-written story in a hand-written two-sentence filler: the fact is there once, whole, at a
+    sentence boundary; everything else is the filler's sentences in order (cycling, cut to fit); the
+    question and ``<a>`` close the sample and the answer is the place the fact names."""
+    story = babi.Story("qa1", ("mary went to the kitchen .",), "where is mary ?", "kitchen", (0,))
+    sky, rain = babi.encode(babi.words("the sky is blue ."), 16), babi.encode(babi.words("it rained ."), 16)
+    fact = babi.encode(babi.words(story.facts[0]), 16)
+    question = [babi.QUESTION_ID, *babi.encode(babi.words("where is mary ?"), 16), babi.ANSWER_ID]
+    for seed in range(20):
+        for length in (12, 20, 27):  # no filler, one full cycle, a cycle and a cut sentence
+            sample = babi.hide_in_filler(random.Random(seed), story, [sky, rain], context_length=length, filler_vocab=16)
+            ids = sample.input_ids
+            assert len(ids) == length and ids[-len(question):] == question
+            (start,) = sample.fact_starts
+            assert ids[start:start + len(fact)] == fact and sample.answer == babi.WORD_IDS["kitchen"]
+            filler = ids[:start] + ids[start + len(fact):-len(question)]
+            cycle = (sky + rain) * 3
+            assert any(filler == cycle[k:k + len(filler)] for k in (0, len(sky))), babi.decode(ids)
+            boundaries = {0, len(filler)} | {k for k in range(len(filler) + 1)
+                                             if filler[:k] and filler[k - 1] == babi.WORD_IDS["."]}
+            assert start in boundaries
+            assert solve([babi.decode(ids[start:start + len(fact)])], story.question) == "kitchen"
+
+
+def test_filler_drops_every_sentence_that_names_the_story_world():
+    text = ("Then Daniel, tired, journeyed back to the Hallway! The KITCHEN was empty. She went to the park. "
+            "Milk? A dog barked.\nMary's friend waited.\njohn went home")
+    kept = [babi.decode(s) for s in babi.fact_free_sentences(text, 64)]
+    # "mary's" is another word than "mary": it is hashed into a filler bucket, never the story word
+    expected = ("she went to the park .", "a dog barked .", "mary's friend waited .")
+    assert kept == [babi.decode(babi.encode(babi.words(t), 64)) for t in expected]
+    entity_ids = {babi.WORD_IDS[w] for w in babi.ENTITIES}
+    assert not entity_ids.intersection(i for s in babi.fact_free_sentences(text, 64) for i in s)
+
+
 def _task(**kw) -> BabilongTask:
     return BabilongTask(BabilongParams(**{"context_length": 200, "n_facts": 4, "test_size": 20, **kw}))
 
@@ -224,3 +268,46 @@ def test_the_small_and_paper_presets_reach_a_million_tokens():
             rmtzoo.load_config({**cell.config, "seed": 0})  # every cell validates
             if cell.labels["model"] != "Full attention":
                 assert cell.config["train"]["curriculum"]["segments"][0] == 1
+
+
+def test_the_evaluation_plan_keeps_enough_samples_and_flat_memory():
+    pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
+    from rmtzoo_benchmarks.babilong import MAX_SAMPLES, eval_plan
+
+    plan = {n: eval_plan(n, eval_tokens=262_144, min_samples=2, max_batch=8, full=False)
+            for n in (256, 8192, 65_536, 1_000_000)}
+    assert plan == {256: (MAX_SAMPLES, 8), 8192: (32, 8), 65_536: (4, 4), 1_000_000: (2, 2)}
+    # full attention holds [batch, heads, L, L] scores: its batch shrinks with the square of the length
+    assert eval_plan(2048, eval_tokens=262_144, min_samples=2, max_batch=8, full=True) == (MAX_SAMPLES, 8)
+    assert eval_plan(4096, eval_tokens=262_144, min_samples=2, max_batch=8, full=True) == (MAX_SAMPLES, 4)
+    assert eval_plan(16_384, eval_tokens=262_144, min_samples=2, max_batch=8, full=True) == (16, 1)
+
+
+@pytest.mark.parametrize("model", ["RMT", "ARMT", "Tr-XL"])
+def test_a_batched_length_evaluation_scores_each_sample_as_alone(model):
+    pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
+    from rmtzoo_benchmarks.babilong import PRESETS, exact_match_at, model_blocks
+
+    from rmtzoo.train import build_task, prepare_model
+
+    config = model_blocks(model, PRESETS["smoke"])
+    config["backbone"]["vocab_size"] = babi.vocab_size(8)
+    config |= {"segment": {"length": 16}, "seed": 0,
+               "task": {"kind": "babilong", "context_length": 64, "n_facts": 1, "filler_vocab": 8, "test_size": 7}}
+    config = rmtzoo.load_config(config)
+    registry = rmtzoo.Registry()
+    torch.manual_seed(0)
+    task = build_task(config, registry).at_length(200)  # 13 segments, the last shorter
+    net = prepare_model(config, task, registry).eval()
+    ids, labels = task.tensors("test")
+    with torch.no_grad():  # each sample alone, through the whole-sequence forward
+        alone = [int(net(ids[i:i + 1]).logits[0, -1].argmax()) for i in range(7)]
+    # labels that the model answers right exactly for samples 0, 2 and 4
+    labels = labels.clone()
+    labels[:, -1] = torch.tensor([p if i in (0, 2, 4) else (p + 1) % babi.vocab_size(8) for i, p in enumerate(alone)])
+    task.tensors = lambda split, n=None: (ids[:n], labels[:n])
+    for batch in (1, 3, 7):
+        point = exact_match_at(net, task, n=7, batch_size=batch, progress=False)
+        assert point["n"] == 7 and point["batch_size"] == batch and point["length"] == 200
+        assert point["accuracy"] == pytest.approx(3 / 7)
+        assert point["tokens_per_s"] > 0 and point["peak_rss_mb"] > 0

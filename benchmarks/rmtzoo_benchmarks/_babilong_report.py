@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from rmtzoo._io import atomic_write
+from rmtzoo.tasks._babi import PLACES
 
 
 def _sweeps(rows) -> dict[str, dict[int, list[dict]]]:
@@ -39,19 +40,24 @@ def draw(rows, *, out_dir) -> str:
         return "No length sweep recorded yet.\n"
     lengths = sorted({n for per in sweeps.values() for n in per})
     lines = ["## Exact match against context length", "",
-             "Mean ± sample std over seeds; (Ns, Nn): seeds and test samples in all. Blank: not evaluated.", "",
+             "Mean ± sample std over seeds; (Ns, Nn): seeds and test samples in all. Blank: not evaluated. "
+             f"Guessing one of the {len(PLACES)} places scores {1 / len(PLACES):.2f}.", "",
              "| model | " + " | ".join(f"{n:,}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
     for model, per in sweeps.items():
         lines.append(f"| {model} | " + " | ".join(_cell(per[n]) if n in per else "" for n in lengths) + " |")
     lines += ["", "## The longest evaluation of each model", "",
-              "| model | tokens | samples (all seeds) | tokens/s (mean over seeds) | peak RSS of the process, MB (max) |",
-              "|---|---|---|---|---|"]
+              "No gradient, segment by segment; peak RSS is the whole process's resident memory (torch and the "
+              "model included) while that length ran, or since the process started where marked *.", "",
+              "| model | tokens | samples (all seeds) | batch | tokens/s (mean over seeds) | peak RSS, MB (max) |",
+              "|---|---|---|---|---|---|"]
     for model, per in sweeps.items():
         longest = max(per)
         points = per[longest]
         rate = sum(p["tokens_per_s"] for p in points) / len(points)
-        lines.append(f"| {model} | {longest:,} | {sum(p['n'] for p in points)} | {rate:,.0f} | "
-                     f"{max(p['peak_rss_mb'] for p in points):,.0f} |")
+        batch = "/".join(sorted({str(p.get("batch_size", p["n"])) for p in points}))
+        scope = "" if all(p.get("peak_rss_scope") == "length" for p in points) else "*"
+        lines.append(f"| {model} | {longest:,} | {sum(p['n'] for p in points)} | {batch} | {rate:,.0f} | "
+                     f"{max(p['peak_rss_mb'] for p in points):,.0f}{scope} |")
     figure = _figure(sweeps, Path(out_dir) / "babilong_lengths.png")
     lines += ["", figure or "![accuracy against context length](babilong_lengths.png)", ""]
     return "\n".join(lines)
@@ -71,6 +77,7 @@ def _figure(sweeps, path: Path) -> str | None:
         stats = [_mean_std([p["accuracy"] for p in per[x]]) for x in xs]
         ax.errorbar(xs, [m for m, _ in stats], yerr=[0.0 if math.isnan(s) else s for _, s in stats], marker="o",
                     capsize=3, label=model)
+    ax.axhline(1 / len(PLACES), linestyle=":", color="grey", label="guessing a place")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("exact match")

@@ -11,15 +11,22 @@ grows with the square of the length).
 The evaluation runs segment by segment at flat memory: what is carried is the memory tokens, the
 associative matrices or the Tr-XL cache, never the past tokens, and only the last position's logits are
 computed. Per length it records exact-match accuracy over ``n`` test samples (``n = eval_tokens // L``,
-at least 1, at most 64: the 1M point has one sample per seed), tokens/s and the process's peak RSS, and
-shows a tqdm bar per length once a length has more than 64 segments.
+at least ``eval_min_samples``, at most 64), run ``eval_batch`` samples at a time (a recurrent model's
+memory does not grow with the length, so neither does its batch; full attention's batch shrinks with
+``L * L``), tokens/s and the peak RSS while evaluating that length (Linux: the peak is reset per length),
+and shows a tqdm bar per length once a length has more than 64 segments.
 
 Presets:
 
 - ``smoke``: 1 layer, d_model 16, qa1 with 2 facts in 64 tokens, segments of 16, 4 steps; evaluated to
   256 tokens. Checks the plumbing, not the numbers.
-- ``small``: 2 layers, d_model 32, qa1 with 2 facts in 256 tokens, segments of 64, memory 4, 400 steps;
-  evaluated to 1M tokens (full attention to 4,096).
+- ``small``: 2 layers, d_model 32, qa1 with one fact per story (no distractor: the question names the one
+  person who moved, so the model must carry that place from wherever it sits to the question) in 256
+  tokens, segments of 64, memory 4; batch 32, AdamW 2e-3, at most 1,000 steps with the curriculum 1, 2,
+  4 segments, stopping at 0.99 validation accuracy at 4 segments. Evaluated to 1M tokens (full attention
+  to 8,192) with 64 test samples per seed up to 4,096 tokens, falling to 2 per seed from 131,072 on.
+  Pilots on this CPU chose it: with two facts (one distractor) the 2-layer models had not learned which
+  person the question names after 600 steps (benchmarks/reports/small/README.md has the record).
 - ``paper``: the sizes of BABILong's RMT/ARMT runs, in this library's terms: a GPT-2-sized decoder (12
   layers, d_model 768), segments of 1,024 with 16 memory tokens, qa1-style training at 16 segments with
   the curriculum 1, 2, 4, 8, 16, AdamW 1e-4; evaluated to 1M tokens. Not run here.
@@ -39,21 +46,25 @@ from rmtzoo.bench import Benchmark, Cell, per_preset
 MODELS = ("RMT", "ARMT", "Tr-XL", "Full attention")
 MAX_LENGTH = 1_000_000
 MAX_SAMPLES = 64
+FULL_SCORES = 2**26  # attention scores per head and layer a full-attention evaluation batch may hold
 
 PRESETS = {
     "smoke": {"arch": {"n_layer": 1, "n_head": 2, "d_model": 16, "d_head": 8, "d_inner": 32},
               "armt": {"d_key": 4, "dpfp_nu": 1}, "length": 64, "segment": 16, "memory": 2, "n_facts": 2,
               "sizes": (64, 16, 16), "steps": 4, "batch": 8, "lr": 1e-3, "eval_every": 4,
-              "up_to": 256, "full_up_to": 128, "eval_tokens": 1024, "filler_vocab": 32},
+              "up_to": 256, "full_up_to": 128, "eval_tokens": 1024, "eval_min": 1, "eval_batch": 8,
+              "filler_vocab": 32},
+    # small: one fact per story (see the module docstring for the pilots that chose it)
     "small": {"arch": {"n_layer": 2, "n_head": 2, "d_model": 32, "d_head": 16, "d_inner": 64},
-              "armt": {"d_key": 8, "dpfp_nu": 2}, "length": 256, "segment": 64, "memory": 4, "n_facts": 2,
-              "sizes": (4000, 200, 200), "steps": 400, "batch": 16, "lr": 2e-3, "eval_every": 100,
-              "up_to": MAX_LENGTH, "full_up_to": 4096, "eval_tokens": 32_768, "filler_vocab": 256},
+              "armt": {"d_key": 8, "dpfp_nu": 2}, "length": 256, "segment": 64, "memory": 4, "n_facts": 1,
+              "sizes": (4000, 200, 200), "steps": 1000, "batch": 32, "lr": 2e-3, "eval_every": 100,
+              "stop_at": 0.99, "up_to": MAX_LENGTH, "full_up_to": 8192, "eval_tokens": 262_144, "eval_min": 2,
+              "eval_batch": 8, "filler_vocab": 256},
     "paper": {"arch": {"n_layer": 12, "n_head": 12, "d_model": 768, "d_head": 64, "d_inner": 3072},
               "armt": {"d_key": 64, "dpfp_nu": 3}, "length": 16_384, "segment": 1024, "memory": 16,
               "n_facts": 4, "sizes": (10_000, 500, 1000), "steps": 20_000, "batch": 32, "lr": 1e-4,
               "eval_every": 1000, "up_to": MAX_LENGTH, "full_up_to": 16_384, "eval_tokens": 4_194_304,
-              "filler_vocab": 4096},
+              "eval_min": 8, "eval_batch": 8, "filler_vocab": 4096},
 }
 
 
@@ -87,12 +98,14 @@ def cells(preset: str) -> list[Cell]:
         config["backbone"]["vocab_size"] = vocab_size(p["filler_vocab"])
         train = {"lr": p["lr"], "batch_size": p["batch"], "steps": p["steps"], "schedule": "constant",
                  "optimizer": "adamw", "log_every": max(1, p["eval_every"] // 2)}
+        if p.get("stop_at"):
+            train["stop_at"] = p["stop_at"]
         if not full and len(curriculum) > 1:
             train["curriculum"] = {"segments": curriculum, "advance_at": 0.8}
         config |= {"task": task, "train": train, "segment": {"length": p["length"] if full else p["segment"]},
                    "eval": {"every": p["eval_every"], "batch_size": 50, "max_batches": 4}}
         labels = {"model": model, "train_length": p["length"], "eval_up_to": p["full_up_to"] if full else p["up_to"],
-                  "eval_tokens": p["eval_tokens"]}
+                  "eval_tokens": p["eval_tokens"], "eval_min_samples": p["eval_min"], "eval_batch": p["eval_batch"]}
         out.append(Cell(labels=labels, config=config))
     return out
 
@@ -106,44 +119,84 @@ def eval_lengths(train_length: int, up_to: int) -> list[int]:
     return [*lengths, up_to]
 
 
+def eval_plan(length: int, *, eval_tokens: int, min_samples: int, max_batch: int, full: bool) -> tuple[int, int]:
+    """(test samples, batch size) at one length: ``eval_tokens // length`` samples, at least ``min_samples``
+    and at most :data:`MAX_SAMPLES`, ``max_batch`` at a time. A recurrent model's memory does not grow with
+    the length, so neither does its batch; full attention holds ``[batch, heads, L, L]`` scores per layer,
+    so its batch shrinks to keep ``batch * L * L`` under :data:`FULL_SCORES` (batch 1 beyond)."""
+    n = max(min_samples, min(MAX_SAMPLES, eval_tokens // length))
+    batch = min(n, max_batch)
+    return n, max(1, min(batch, FULL_SCORES // length**2)) if full else batch
+
+
+def _reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 @torch.no_grad()
-def exact_match_at(model, task, *, n: int, progress: bool = True) -> dict:
-    """Accuracy of the answer token over the first ``n`` test samples of ``task``, segment by segment at
-    flat memory, logits of the last position only; tokens/s and the process's peak RSS alongside."""
+def exact_match_at(model, task, *, n: int, batch_size: int | None = None, progress: bool = True) -> dict:
+    """Accuracy of the answer token over the first ``n`` test samples of ``task``, ``batch_size`` samples at a
+    time, segment by segment at flat memory (only the memory, associative matrices or cache are carried),
+    logits of the last position only. Tokens/s over the whole length and the peak RSS while evaluating it
+    (since the start of this call where Linux lets the peak be reset, else of the process) alongside."""
     from tqdm.auto import tqdm
 
+    was_training = model.training
+    model.eval()
+    windowed = _reset_peak_rss()
     ids, labels = task.tensors("test", n)  # [n, L]
+    batch_size = min(batch_size or n, ids.shape[0])
     device = next(model.parameters()).device
-    ids = ids.to(device)
     started = time.perf_counter()
-    state = model.initial_state(ids.shape[0])
-    segments = model.split_segments(ids)
-    bar = tqdm(segments, desc=f"babilong {ids.shape[1]:,} tokens", disable=not progress or len(segments) <= 64,
-               file=sys.stderr, mininterval=5)
-    out = None
-    for segment in bar:
-        out, state = model.step(segment, state, return_logits=False)
-    predicted = model.backbone.logits(out.hidden[:, -1:])[:, -1].argmax(-1).cpu()  # [n]
+    batches = list(zip(ids.split(batch_size), labels.split(batch_size), strict=True))
+    per_batch = -(-ids.shape[1] // model.segment_length)
+    bar = tqdm(total=per_batch * len(batches), desc=f"babilong {ids.shape[1]:,} tokens x {ids.shape[0]}",
+               disable=not progress or per_batch <= 64, file=sys.stderr, mininterval=5, unit="seg")
+    correct = 0
+    for batch_ids, batch_labels in batches:
+        state = model.initial_state(batch_ids.shape[0])
+        out = None
+        for segment in model.split_segments(batch_ids.to(device)):
+            out, state = model.step(segment, state, return_logits=False)
+            bar.update(1)
+        predicted = model.backbone.logits(out.hidden[:, -1:])[:, -1].argmax(-1).cpu()  # [b]
+        correct += int((predicted == batch_labels[:, -1]).sum())
+    bar.close()
     seconds = time.perf_counter() - started
-    correct = int((predicted == labels[:, -1]).sum())
-    return {"length": ids.shape[1], "n": ids.shape[0], "accuracy": correct / ids.shape[0],
-            "tokens_per_s": ids.numel() / seconds, "seconds": round(seconds, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    model.train(was_training)
+    return {"length": ids.shape[1], "n": ids.shape[0], "batch_size": batch_size, "accuracy": correct / ids.shape[0],
+            "tokens_per_s": ids.numel() / seconds, "seconds": round(seconds, 3),
+            "peak_rss_mb": round(_peak_rss_mb(), 1), "peak_rss_scope": "length" if windowed else "process"}
 
 
 def analyze(model, task, *, labels, path) -> dict:
-    """The length sweep of one trained model (the cell's ``eval_up_to`` and ``eval_tokens`` labels)."""
+    """The length sweep of one trained model (the cell's ``eval_*`` labels)."""
     full = labels["model"] == "Full attention"
     points = []
     for length in eval_lengths(task.sequence_length, int(labels["eval_up_to"])):
         if full:
             model.segment_length = length  # the whole sample in one segment
-        n = max(1, min(MAX_SAMPLES, int(labels["eval_tokens"]) // length))
-        points.append(exact_match_at(model, task.at_length(length), n=n))
+        n, batch = eval_plan(length, eval_tokens=int(labels["eval_tokens"]), min_samples=int(labels["eval_min_samples"]),
+                             max_batch=int(labels["eval_batch"]), full=full)
+        points.append(exact_match_at(model, task.at_length(length), n=n, batch_size=batch))
     return {"lengths": points}
 
 
@@ -160,7 +213,8 @@ def build(params) -> Benchmark:
         grids=per_preset(cells), x="train_length", line="model", metric="test/accuracy",
         analyze=analyze, draw=_draw,
         notes={"smoke": "smoke checks the plumbing (training, the length sweep, the report), not the numbers",
-               "small": "small: CPU-sized; the 1M-token point has one sample per seed, so it is 0 or 1"},
+               "small": "small: CPU-sized, qa1 with one fact per story (no distractor); 2 test samples per seed "
+                           "from 131,072 tokens on, 64 up to 4,096"},
     )
 
 
