@@ -46,6 +46,9 @@ class RecurrentState:
     cache_valid: ``[B, C]`` bool, False where a cache entry came from padding (None: every entry counts).
     associative: the backbone's per-layer associative memory (ARMT: one ``[B, F, D+1]`` per layer),
         None without one or before the first segment (an empty memory).
+    cache_keys: a pass without gradient's keys and values of ``cache`` (per layer ``(k, v)``
+        ``[B, H, C, Dh]``, with the backbone's stamp of the weights they came from), so the next segment
+        does not project the cache again; None otherwise (the cache is projected as usual).
     """
 
     batch_size: int
@@ -55,6 +58,7 @@ class RecurrentState:
     n_segments: int = 0
     cache_valid: torch.Tensor | None = None
     associative: tuple[torch.Tensor, ...] | None = None
+    cache_keys: tuple | None = None
 
     def detach(self) -> RecurrentState:
         """The same values with no graph: for carrying state across optimizer steps."""
@@ -161,21 +165,26 @@ class RecurrentMemoryModel(nn.Module):
         segment_ids = self._check_ids(segment_ids, state)
         padding_mask = self._check_padding(padding_mask, segment_ids)
         memory_in, associative_in = self._state_to_read(state)
-        hidden, written, layer_inputs, pooled, associative, nll, inputs, mask = self._checkpointed(
+        reuse = self._reuses_cache_keys()
+        hidden, written, layer_inputs, pooled, associative, nll, inputs, mask, keys = self._checkpointed(
             self._run_segment_and_nll, segment_ids, memory_in, state.cache, padding_mask, state.cache_valid,
-            associative_in, targets,
+            associative_in, targets, state.cache_keys if reuse else None,
         )
         policy = self.policy
         memory_out = self._next_memory(memory_in, written, padding_mask) if policy.carries_memory else state.memory
         associative_out = None
         if policy.carries_associative:
             associative_out = self._next_associative(associative_in, associative, padding_mask)
-        cache_out, cache_valid = state.cache, state.cache_valid
+        cache_out, cache_valid, cache_keys = state.cache, state.cache_valid, None
         if policy.cache_len:
             cache_out = tuple(
                 (x if old is None else torch.cat([old, x], dim=1))[:, -policy.cache_len :].detach()  # [B, C', D]
                 for old, x in zip(state.cache or (None,) * len(layer_inputs), layer_inputs, strict=True)
             )
+            if reuse and keys is not None:  # the keys of [cache | segment]: the next cache's are the last C'
+                stamp, per_layer = keys
+                cache_keys = (stamp, tuple((k[:, :, -policy.cache_len :], v[:, :, -policy.cache_len :])
+                                           for k, v in per_layer))  # [B, H, C', Dh] each
             if padding_mask is not None or cache_valid is not None:
                 cache_valid = self._next_cache_valid(state, padding_mask, segment_ids)  # [B, C']
         window = state.window
@@ -186,7 +195,8 @@ class RecurrentMemoryModel(nn.Module):
             window = (*window, started)[-policy.bptt_depth :]
         logits = self.backbone.logits(hidden) if return_logits else None
         new_state = RecurrentState(
-            state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out
+            state.batch_size, memory_out, cache_out, window, state.n_segments + 1, cache_valid, associative_out,
+            cache_keys,
         )
         return StepOutput(logits, hidden, written, nll, pooled, memory_in, inputs, mask), new_state
 
@@ -334,15 +344,24 @@ class RecurrentMemoryModel(nn.Module):
             )
         return checkpoint(fn, *args, use_reentrant=False)
 
-    def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, associative, targets):
+    def _reuses_cache_keys(self) -> bool:
+        """A pass without gradient over a Tr-XL cache keeps the cache's keys and values for the next
+        segment (``RecurrentState.cache_keys``) where the backbone can take them (``reuses_cache_keys``):
+        the cache is what the last segment's layers just projected, so projecting it again computes
+        nothing new. With a gradient the projection is part of the graph and is recomputed."""
+        return bool(self.policy.cache_len) and not torch.is_grad_enabled() and getattr(
+            self.backbone, "reuses_cache_keys", False) and self.capabilities.arbitrary_mask and not (
+            self.capabilities.associative_memory)
+
+    def _run_segment_and_nll(self, ids, memory, cache, padding_mask, cache_valid, associative, targets, cache_keys=None):
         """``_run_segment`` plus the nll of ``targets`` [B, T] (None without), one checkpointed unit."""
-        hidden, written, layer_inputs, pooled, associative, inputs, mask = self._run_segment(
-            ids, memory, cache, padding_mask, cache_valid, associative
+        hidden, written, layer_inputs, pooled, associative, inputs, mask, keys = self._run_segment(
+            ids, memory, cache, padding_mask, cache_valid, associative, cache_keys
         )
         nll = None if targets is None else self.backbone.nll(hidden, targets)  # [B, T]
-        return hidden, written, layer_inputs, pooled, associative, nll, inputs, mask
+        return hidden, written, layer_inputs, pooled, associative, nll, inputs, mask, keys
 
-    def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None, associative=None):
+    def _run_segment(self, ids, memory, cache, padding_mask=None, cache_valid=None, associative=None, cache_keys=None):
         tokens = self.backbone.embed(ids)  # [B, T, D]
         n_cache = 0 if cache is None else cache[0].shape[1]
         inputs = self.placement.assemble(memory, tokens)  # [B, R+T+W, D]
@@ -371,10 +390,13 @@ class RecurrentMemoryModel(nn.Module):
                 inputs, mask=mask, cache=cache, associative=associative,
                 write_positions=self._write_positions(ids.shape[1]),
             )
+        elif self._reuses_cache_keys():
+            out = self.backbone(inputs, mask=mask, cache=cache, cache_keys=cache_keys)
         else:
             out = self.backbone(inputs, mask=mask, cache=cache)
         hidden, written = self.placement.split(out.hidden, ids.shape[1])  # [B, T, D], [B, M, D]
-        return hidden, written, out.layer_inputs, getattr(out, "pooled", None), getattr(out, "associative", None), inputs, mask
+        return (hidden, written, out.layer_inputs, getattr(out, "pooled", None), getattr(out, "associative", None),
+                inputs, mask, getattr(out, "keys", None))
 
     def _write_positions(self, n_tokens: int) -> slice:
         """Where the written memory sits in ``[read | segment | write]``: the write block, or the read

@@ -26,9 +26,11 @@ Tr-XL cache never have one, so the two options give the same logits without memo
 
 from __future__ import annotations
 
+import weakref
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
-from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 from torch import nn
@@ -96,6 +98,27 @@ class RelativeAttentionLayer(nn.Module):
         return self.forward_kv(x, cache=cache, pos_emb=pos_emb, r_w_bias=r_w_bias, r_r_bias=r_r_bias, mask=mask,
                                additive=additive)[0]
 
+    def _position_keys(self, pos_emb, scale: float) -> torch.Tensor:
+        """``r_net(pos_emb)`` ``[P, H, Dh]``, scaled here (the smallest tensor). Without a gradient it is
+        kept per relative table (the backbone builds one per layout and reuses it) and weight version:
+        a stream of equal segments projects the same table every segment otherwise."""
+        if torch.is_grad_enabled() or _compiling():
+            return self.r_net(pos_emb).view(-1, self.n_head, self.d_head) * scale
+        table, rows = pos_emb, slice(None)
+        base = pos_emb._base
+        if base is not None and base.dim() == 2 and base.stride() == pos_emb.stride() and base.shape[1] == pos_emb.shape[1]:
+            start = (pos_emb.storage_offset() - base.storage_offset()) // base.stride(0)
+            table, rows = base, slice(start, start + pos_emb.shape[0])  # a row range of a larger table
+        w = self.r_net.weight
+        stamp = (table._version, compute_dtype(table), id(w), w._version, scale)
+        memo = self.__dict__.setdefault("_position_memo", [])  # (weakref to a table, stamp, r), newest last
+        for ref, old, r in memo:
+            if ref() is table and old == stamp:
+                return r[rows]
+        r = self.r_net(table).view(-1, self.n_head, self.d_head) * scale
+        memo[:] = [*memo[-7:], (weakref.ref(table), stamp, r)]
+        return r[rows]
+
     def forward_kv(self, x, *, cache, pos_emb, r_w_bias, r_r_bias, mask, additive=None, past=None):
         """``forward``, also returning the keys and values ``(k, v)`` ``[B, H, K, Dh]`` it attended to.
         ``past``: keys and values already projected (an open segment's earlier positions, the cache's),
@@ -111,7 +134,7 @@ class RelativeAttentionLayer(nn.Module):
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # [B, H, P+S, Dh]
         dtype, scale = q.dtype, dh**-0.5
         # biases in the compute dtype: an fp32 parameter added to a bf16 query would promote it to fp32
-        r = self.r_net(pos_emb).view(-1, h, dh) * scale  # [P, H, Dh], scaled here: the smallest tensor
+        r = self._position_keys(pos_emb, scale)  # [P, H, Dh]
         position = torch.matmul(q + r_r_bias.to(dtype)[:, None], r.permute(1, 2, 0).to(dtype))  # [B, H, S, P]
         q_content = (q + r_w_bias.to(dtype)[:, None]) * scale  # [B, H, S, Dh]: the scale folded into q
         dropout_p = self.dropatt if self.training else 0.0
@@ -172,16 +195,46 @@ class TransformerXL(nn.Module):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.word_emb(ids) * self.emb_scale  # [B, T, D]
 
-    def forward(self, x: torch.Tensor, *, mask=None, cache=None) -> BackboneOutput:
+    reuses_cache_keys = True  # forward takes ``cache_keys`` (the model's ``RecurrentState.cache_keys``)
+
+    def forward(self, x: torch.Tensor, *, mask=None, cache=None, cache_keys=None) -> BackboneOutput:
         """x [B, S, D], mask [S, C+S] or per sample [B, S, C+S] bool or None, cache: n_layer x [B, C, D]
-        -> hidden [B, S, D]."""
+        -> hidden [B, S, D]. ``cache_keys`` (without gradient only): ``(stamp, n_layer x (k, v))``, the
+        keys and values of ``cache`` as this backbone projected them, used instead of projecting the
+        cache again while the stamp matches its weights; the output's ``keys`` are then those of
+        ``[cache | x]``, ``(stamp, n_layer x (k, v) [B, H, C+S, Dh])``."""
         mask, pos_emb, additive = self.attention_inputs(x, mask, cache)
         hidden = self.drop(x)
         layer_inputs = []
-        for i in range(self.n_layer):
+        if torch.is_grad_enabled() or _compiling():
+            for i in range(self.n_layer):
+                layer_inputs.append(hidden)
+                hidden = self.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask, additive=additive)
+            return BackboneOutput(self.drop(hidden), layer_inputs)
+        stamp = self._kv_stamp(compute_dtype(x))
+        reuse = cache_keys is not None and cache_keys[0] == stamp and cache is not None and (
+            cache_keys[1][0][0].shape[2] == cache[0].shape[1] and cache_keys[1][0][0].shape[0] == x.shape[0])
+        empty = cache is None or cache[0].shape[1] == 0
+        keys = []
+        for i, layer in enumerate(self.layers):
             layer_inputs.append(hidden)
-            hidden = self.run_layer(i, hidden, cache=cache, pos_emb=pos_emb, mask=mask, additive=additive)
-        return BackboneOutput(self.drop(hidden), layer_inputs)
+            hidden, kv = layer.forward_kv(
+                hidden, cache=None if empty else cache[i], pos_emb=pos_emb, r_w_bias=self.r_w_bias,
+                r_r_bias=self.r_r_bias, mask=mask, additive=additive, past=cache_keys[1][i] if reuse else None,
+            )
+            keys.append(kv)
+        out = BackboneOutput(self.drop(hidden), layer_inputs)
+        out.keys = (stamp, tuple(keys))
+        return out
+
+    def _kv_stamp(self, dtype) -> tuple:
+        """What a layer's keys and values depend on besides its input: the weights projecting them (by
+        identity and in-place version, which an optimizer step bumps) and the compute dtype."""
+        parts = [dtype]
+        for layer in self.layers:
+            for p in (layer.qkv_net.weight, *((layer.attn_norm.weight, layer.attn_norm.bias) if layer.pre_lnorm else ())):
+                parts.append((id(p), p._version))
+        return tuple(parts)
 
     @property
     def incremental(self) -> bool:
@@ -197,9 +250,13 @@ class TransformerXL(nn.Module):
         the per-layer keys and values over all ``P+n`` keys, for the next call."""
         if past is None and cache is not None and cache[0].shape[1] == 0:
             cache = None
-        n_before = mask.shape[1] - x.shape[1]
-        ahead = _lookahead(mask, x.shape[1], n_before)
-        pos_emb = self.drop(self._relative_table(x.shape[1], n_before, ahead, x.device, x.dtype))
+        n, n_before = x.shape[1], mask.shape[1] - x.shape[1]
+        ahead = _lookahead(mask, n, n_before)
+        # rows of one table over distances reach .. -ahead, reach rounded up: the layers project that
+        # table once (no gradient) and slice it, instead of a new table of one more row every token
+        reach = -(-(n_before + n) // 512) * 512
+        table = self._relative_table(1, reach, ahead, x.device, x.dtype)  # [reach+1+ahead, D]
+        pos_emb = self.drop(table[reach - (n_before + n - 1) :])  # distances n_before+n-1 .. -ahead
         folds = getattr(self.layers[0].attention, "mask_in_bias", False)
         additive = additive_mask(mask, compute_dtype(x)) if folds else None
         hidden, keys_values = self.drop(x), []
@@ -263,6 +320,10 @@ class TransformerXL(nn.Module):
             angles = distances[:, None] * self.inv_freq.to(device)[None]  # [P, D/2]
             table = self._tables[key] = torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)  # [P, D]
         return table
+
+
+def _compiling() -> bool:
+    return getattr(torch.compiler, "is_compiling", lambda: False)()
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
