@@ -69,7 +69,12 @@ class BackboneSpec:
     - ``logits(hidden [B, T, D]) -> [B, T, V]`` and ``nll(hidden, targets [B, T]) -> [B, T]``;
     - optionally ``classification_head(num_labels) -> nn.Module`` whose ``forward(out: StepOutput,
       padding_mask [B, T] bool | None) -> logits [B, num_labels]``; without it, classification tasks use
-      :class:`rmtzoo.PoolingHead`.
+      :class:`rmtzoo.PoolingHead`;
+    - optionally, for inference: ``incremental`` (True) with ``extend(x, *, mask, cache, past)``, the
+      next positions over the keys and values of earlier ones (generation computes one position a
+      token; see :meth:`rmtzoo.backbones.transformer_xl.TransformerXL.extend`), and
+      ``reuses_cache_keys`` (True) with ``forward(..., cache_keys=...)`` returning ``keys`` (a stream
+      without gradient does not project the Tr-XL cache again). Without them the model recomputes.
     """
 
     name: str

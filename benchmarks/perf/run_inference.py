@@ -88,14 +88,43 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def build_pypi():
+    """The PyPI package at the same sizes, as ``run_perf.py`` builds it (one residual stream, no XL
+    memories); None where it is not installed."""
+    try:
+        from recurrent_memory_transformer_pytorch import RecurrentMemoryTransformer
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    core = RecurrentMemoryTransformer(256, num_tokens=256, depth=4, num_memory_tokens=10, seq_len=128, dim_head=64,
+                                      heads=4, ff_mult=4, use_xl_memories=False, num_residual_streams=1).eval()
+    core.requires_grad_(False)
+    return core
+
+
+def stream_pypi(core, ids, precision: str) -> float:
+    """The package's streaming loop: one call per segment, its write memories read by the next."""
+    t0 = time.perf_counter()
+    with torch.no_grad(), autocast(precision):
+        memories, total = None, 0.0
+        for start in range(0, ids.shape[1] - 1, 128):
+            x, y = ids[:, start : start + 128], ids[:, start + 1 : start + 129]
+            logits, memories, _ = core(x, memories)
+            total += float(torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum"))
+    return time.perf_counter() - t0
+
+
 def bench_stream(args, gen) -> dict:
     n = args.segments * 128
     ids = torch.randint(0, 256, (1, n + 1), generator=gen)
     out = {}
+    core = build_pypi()
     for recurrence in ("rmt", "rmt_xl"):
         model = build(recurrence)
         cases = {f"{recurrence} {p} {path}": (lambda p=p, grad=(path == "recompute"): stream(model, ids, p, grad))
                  for p in ("fp32", "bf16") for path in ("reuse", "recompute")}
+        if recurrence == "rmt" and core is not None:
+            cases.update({f"pypi {p}": (lambda p=p: stream_pypi(core, ids, p)) for p in ("fp32", "bf16")})
         for name, times in interleave(cases, args.rounds).items():
             out[name] = summary(times, n)
             print(name, out[name], flush=True)
