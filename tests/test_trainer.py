@@ -318,6 +318,43 @@ class _Recorder(nn.Module):
         return type("Out", (), {"logits": logits})(), state + ids.shape[1]
 
 
+@pytest.mark.parametrize("recurrence", ["rmt", "rmt_xl"])
+@pytest.mark.parametrize("segment", [8, 6])
+def test_greedy_predictions_reuse_the_segments_keys_and_compute_one_position_each(segment, recurrence):
+    """The answer positions are extended one at a time (issue 14): the predictions the re-run path
+    gives, and the first layer projects one position per generated token instead of the segment so far."""
+    registry = builtin_registry()
+    extra = ["recurrence.kind=rmt_xl", "recurrence.cache_len=5"] if recurrence == "rmt_xl" else []
+    config = make_config(f"segment.length={segment}", "backbone.dropout=0.0", "backbone.init_std=0.5", *extra,
+                         registry=registry)
+    task = build_task(config, registry)
+    model = prepare_model(config, task, registry).eval()
+    ids = task.tensors("valid")[0][:4]
+    a = task.answer_start
+    rows = []
+    hook = model.backbone.layers[0].qkv_net.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[1]))
+    try:
+        fast = greedy_predictions(model, ids, a)
+        fast_rows, rows_fast = sum(rows), list(rows)
+        rows.clear()
+        slow = greedy_predictions(model, ids, a, reuse_keys=False)
+        slow_rows = sum(rows)
+    finally:
+        hook.remove()
+    assert torch.equal(fast, slow)
+    assert fast_rows < slow_rows
+    m, t, c = model.placement.n_read, ids.shape[1], 5 if recurrence == "rmt_xl" else 0
+    # every segment committed once: memory + tokens + memory (the cache's keys come with the state); each
+    # segment with answer positions also opens (its read memory, the cache projected once) and then
+    # projects each of its positions once: the given ones before the answer in one call, then one a call
+    answer = [s for s in range(0, t, segment) if min(s + segment, t) > a]
+    commits = sum(2 * m + min(segment, t - s) for s in range(0, t, segment))
+    opens = sum(m + min(c, s // segment * (2 * m + segment)) for s in answer)
+    extended = sum(min(s + segment, t) - s for s in answer)
+    assert fast_rows == commits + opens + extended, str(rows_fast)
+    assert rows_fast.count(1) >= t - a - len(answer)
+
+
 def test_greedy_predictions_by_hand():
     sentinel = 9  # the stub never predicts it
     ids = torch.tensor([[0, 2, 4, 1, sentinel, sentinel, sentinel, sentinel, sentinel, sentinel],

@@ -14,11 +14,13 @@ IGNORE_INDEX = -100
 
 
 @torch.no_grad()
-def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> torch.Tensor:
+def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int, *, reuse_keys: bool | None = None) -> torch.Tensor:
     """Predictions ``[B, T]`` where every input after ``answer_start`` is the model's own previous
     prediction (docs/paper-settings.md 2, metric): segments before the answer run as given; inside an answer segment
     tokens are generated one by one from the state the segment started with; the memory and cache are
-    updated once the whole generated segment exists."""
+    updated once the whole generated segment exists. Each generated position is the only one computed
+    (the segment's keys and values reused, ``model.extend_segment``) where ``model.supports_extend``,
+    unless ``reuse_keys=False``; otherwise the segment so far is re-run for every position."""
     ids = input_ids.clone()
     b, t = ids.shape
     preds = torch.full((b, t), IGNORE_INDEX, dtype=torch.long, device=ids.device)
@@ -26,9 +28,15 @@ def greedy_predictions(model, input_ids: torch.Tensor, answer_start: int) -> tor
     for start in range(0, t, model.segment_length):
         end = min(start + model.segment_length, t)
         if end > answer_start:
+            extend = getattr(model, "supports_extend", lambda state: False)(state) if reuse_keys is None else reuse_keys
+            open_, done = (model.open_segment(state), start) if extend else (None, start)
             for p in range(max(start, answer_start), end):
-                out, _ = model.step(ids[:, start : p + 1], state)
-                preds[:, p] = out.logits[:, -1].argmax(-1)
+                if extend:
+                    logits, open_ = model.extend_segment(ids[:, done : p + 1], state, open_)  # [B, n, V]
+                    done = p + 1
+                else:
+                    logits = model.step(ids[:, start : p + 1], state)[0].logits
+                preds[:, p] = logits[:, -1].argmax(-1)
                 if p + 1 < t:
                     ids[:, p + 1] = preds[:, p]  # feed the prediction back
         out, state = model.step(ids[:, start:end], state)
