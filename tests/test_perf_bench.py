@@ -100,7 +100,16 @@ def test_training_targets_smoke(tmp_path):
     pytest.importorskip("recurrent_memory_transformer_pytorch")
     out = tmp_path / "t.json"
     cmd = [sys.executable, str(TARGETS), "--smoke", "--out", str(out), "--warmup", "0"]
-    cmd += ["--short-rounds", "2", "--long-rounds", "2", "--long-segments", "3", "--no-memory", "--no-profile"]
+    cmd += [
+        "--short-rounds",
+        "2",
+        "--long-rounds",
+        "2",
+        "--long-segments",
+        "3",
+        "--no-memory",
+        "--no-profile",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())

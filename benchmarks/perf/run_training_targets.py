@@ -98,7 +98,12 @@ def run_rounds(cases: list[Case], warmup: int, rounds: int, log, tag: str) -> li
 def paired(a: list[float], b: list[float], scale: float = 1.0) -> dict:
     """Speed of A over speed of B per round (= t_B / t_A x scale): median, min, max, n."""
     r = [scale * tb / ta for ta, tb in zip(a, b, strict=True)]
-    return {"median": round(statistics.median(r), 3), "min": round(min(r), 3), "max": round(max(r), 3), "n": len(r)}
+    return {
+        "median": round(statistics.median(r), 3),
+        "min": round(min(r), 3),
+        "max": round(max(r), 3),
+        "n": len(r),
+    }
 
 
 def loadavg() -> list[float]:
@@ -121,10 +126,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-profile", action="store_true")
     args = ap.parse_args(argv)
     if min(args.short_rounds, args.long_rounds) < 1 or args.warmup < 0 or args.long_segments < 1:
-        print("run_training_targets.py: rounds must be >= 1, warmup >= 0, long segments >= 1", file=sys.stderr)
+        print(
+            "run_training_targets.py: rounds must be >= 1, warmup >= 0, long segments >= 1", file=sys.stderr
+        )
         return 2
     if run_perf.pypi_version() is None:
-        print("run_training_targets.py: recurrent-memory-transformer-pytorch is not installed", file=sys.stderr)
+        print(
+            "run_training_targets.py: recurrent-memory-transformer-pytorch is not installed", file=sys.stderr
+        )
         return 2
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -132,7 +141,9 @@ def main(argv=None) -> int:
     base = Case(impl="rmtzoo", **run_perf._sizes("smoke" if args.smoke else "cpu"))
     L = args.long_segments
     doc: dict = {
-        "command": " ".join(["python", "benchmarks/perf/run_training_targets.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python", "benchmarks/perf/run_training_targets.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "torch": torch.__version__,
         "python": platform.python_version(),
