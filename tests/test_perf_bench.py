@@ -88,3 +88,45 @@ def test_smoke_preset(tmp_path):
         assert t["margin"] >= 0 if t["met"] else t["margin"] <= 0
     assert any("ckpt" in t["target"] for t in doc["targets"]) and "## Targets" in md
     assert doc["memory"] and all(m.get("peak_rss_mb", 0) > 0 for m in doc["memory"]), doc["memory"]
+
+
+TARGETS = SCRIPT.with_name("run_training_targets.py")
+
+
+def test_training_targets_smoke(tmp_path):
+    """The issue-14 training-targets script runs at tiny sizes and pairs every ratio per round."""
+    import pytest
+
+    pytest.importorskip("recurrent_memory_transformer_pytorch")
+    out = tmp_path / "t.json"
+    cmd = [sys.executable, str(TARGETS), "--smoke", "--out", str(out), "--warmup", "0"]
+    cmd += [
+        "--short-rounds",
+        "2",
+        "--long-rounds",
+        "2",
+        "--long-segments",
+        "3",
+        "--no-memory",
+        "--no-profile",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["ratios"]["linearity k=3"]["n"] == 2 and doc["ratios"]["bf16 rmtzoo/pypi S4"]["n"] == 2
+    for ratio in doc["ratios"].values():
+        assert ratio["min"] <= ratio["median"] <= ratio["max"]
+    for impl in ("rmtzoo", "pypi"):  # matmul FLOPs grow with the segments
+        assert doc["flops"][impl]["S4"] > doc["flops"][impl]["S1"] > 0
+    assert all(0 < r["share_of_peak"] for r in doc["rates"].values())
+    assert doc["peak_start"]["bf16"]["ff_up"] > 0 and doc["loadavg_start"]
+
+
+def test_training_targets_bad_input(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(TARGETS), "--out", str(tmp_path / "t.json"), "--long-rounds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
