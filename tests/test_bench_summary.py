@@ -71,3 +71,20 @@ def test_the_committed_reports_are_current(tmp_path, monkeypatch):
                              reports_dir="benchmarks/reports")
     readme = (REPORTS / "small" / "README.md").read_text()
     assert re.sub(r"\s+", " ", summary.strip()) in re.sub(r"\s+", " ", readme), "README.md's summary is stale"
+
+
+MAMBA = REPORTS / "mamba"
+MAMBA_COMMAND = ("rmtzoo bench report fig3a fig3b --preset small --backbone mamba --results "
+                 "benchmarks/reports/mamba/results --reports benchmarks/reports/mamba")
+
+
+def test_the_committed_mamba_reports_are_current(tmp_path):
+    """Figure 3 with the Mamba plugin as every cell's backbone (issue 13): rebuilt from its committed results."""
+    pytest.importorskip("rmtzoo_mamba", reason="pip install -e plugins/rmtzoo-mamba")
+    reg = rmtzoo.Registry(environ={})
+    written = report(reg, ["fig3a", "fig3b"], preset="small", results_dir=MAMBA / "results", reports_dir=tmp_path,
+                     command=MAMBA_COMMAND, backbone="mamba")
+    for path in written:
+        old = (MAMBA / "small" / path.name).read_text()
+        assert "- backbone: `mamba`" in old
+        assert _normalised(path.read_text()) == _normalised(old), f"{path.name} is stale: {MAMBA_COMMAND}"
