@@ -386,3 +386,22 @@ def _alive(pid: int) -> bool:
             return fh.read().split(") ")[-1][0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_a_cell_whose_run_was_already_finished_keeps_its_training_time(tmp_path):
+    """A result file rewritten for a finished run folder (a second grid on the same folder, or a result
+    removed to be written again) used to record the moments it took to find the run finished (0.04 s)."""
+    kwargs = dict(preset="smoke", filter_expr="model=RMT,segments=3", results_dir=tmp_path)
+    run_benchmark(registry(), ["fig3a"], **kwargs)
+    (path,) = result_files(tmp_path / "fig3a" / "smoke")
+    first = json.loads(path.read_text())
+    log = path.parent / "runs" / first["hash"] / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[0]["event"] == "started"
+    records[0]["time"] -= 100.0  # as if the training had taken 100 s more than this smoke cell's
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.unlink()
+    run_benchmark(registry(), ["fig3a"], **kwargs)  # nothing to train: the run folder is finished
+    again = json.loads(path.read_text())
+    assert again["metrics"] == first["metrics"]
+    assert again["wall_time_s"] >= 100.0, again["wall_time_s"]

@@ -216,6 +216,12 @@ def run_cell(job: Job, registry) -> dict:
         atomic_write_text(job.failed_path, json.dumps(record, indent=2) + "\n")
         return {"status": "failed", "error": record["error"], "seconds": record["wall_time_s"]}
     wall = time.perf_counter() - started
+    if job.result_path.exists():  # another process (a second grid on this folder) finished it meanwhile
+        job.failed_path.unlink(missing_ok=True)
+        return {"status": "done", "seconds": wall}
+    trained = _training_seconds(job.run_dir)
+    if trained is not None and trained > wall:  # the run folder was finished before this call: its time
+        wall = trained
     record = {
         "benchmark": job.bench, "artefact": job.artefact, "preset": job.preset, "hash": job.hash,
         "labels": job.labels, "seed": job.seed, "config": job.config,
@@ -228,6 +234,33 @@ def run_cell(job: Job, registry) -> dict:
     atomic_write_text(job.result_path, json.dumps(record, indent=2) + "\n")
     job.failed_path.unlink(missing_ok=True)
     return {"status": "done", "seconds": wall}
+
+
+def _training_seconds(run_dir: Path) -> float | None:
+    """Seconds the run folder's training took, summed over its sessions (each ``started`` event to the last
+    record before the next one), from its ``metrics.jsonl``; None where it has no such log. A cell whose
+    run folder was already finished (by another grid, or before its result file was removed) records this
+    rather than the moments it took to find the run finished."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    total, start, last = 0.0, None, None
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            t = float(rec["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if rec.get("event") == "started":
+            if start is not None and last is not None:
+                total += last - start
+            start = t
+        last = t
+    if start is None or last is None:
+        return None
+    return total + (last - start)
 
 
 def _analyze(job: Job, config, registry) -> dict | None:
