@@ -311,3 +311,14 @@ def test_a_batched_length_evaluation_scores_each_sample_as_alone(model):
         assert point["n"] == 7 and point["batch_size"] == batch and point["length"] == 200
         assert point["accuracy"] == pytest.approx(3 / 7)
         assert point["tokens_per_s"] > 0 and point["peak_rss_mb"] > 0
+
+
+def test_samples_picked_by_index_are_the_split_s_samples_at_those_indices():
+    """A check over questions spread through the split (not its first n) sees the same samples the split has."""
+    from rmtzoo.tasks.babilong import BabilongParams, BabilongTask
+
+    task = BabilongTask(BabilongParams(qa="qa1", n_facts=1, context_length=128, test_size=40))
+    every = task.samples("test")
+    picked = task.samples("test", indices=[0, 13, 39])
+    assert [s.input_ids for s in picked] == [every[i].input_ids for i in (0, 13, 39)]
+    assert [s.answer for s in picked] == [every[i].answer for i in (0, 13, 39)]

@@ -134,24 +134,30 @@ class BabilongTask:
             raise ValueError(f"{segment_length} is longer than the {self.sequence_length}-token samples")
         return segment_length  # a last, shorter segment is fine
 
-    def samples(self, split: str, n: int | None = None) -> list[babi.Sample]:
-        """The split's samples (the first ``n``), regenerated from the seeds."""
+    def samples(self, split: str, n: int | None = None, *, indices=None) -> list[babi.Sample]:
+        """The split's samples (the first ``n``, or those at ``indices`` in increasing order), regenerated
+        from the seeds; only the chosen ones are hidden in filler."""
         p = self.params
         sizes = {"train": p.train_size, "valid": p.valid_size, "test": p.test_size}
         if split not in sizes:
             raise ValueError(f"split must be train, valid or test, got {split!r}")
         n = sizes[split] if n is None else min(n, sizes[split])
         if p.source == "dataset":
+            if indices is not None:
+                raise ValueError("indices: only generated samples can be picked by index")
             return self._dataset_samples(split, n)
+        chosen = set(range(n)) if indices is None else {i for i in indices if 0 <= i < sizes[split]}
         pool = _filler_pool(p.filler, p.filler_path, p.filler_column, p.filler_vocab, p.filler_seed, split)
         rng = random.Random(f"rmtzoo-babilong/{p.qa}/{p.n_facts}/{p.data_seed}/{split}")
         out = []
-        for _ in range(n):
+        for i in range(max(chosen, default=-1) + 1):
             story = babi.STORIES[p.qa](rng, p.n_facts)
             # the story's placement depends on the length, the story itself does not: the same questions
             # are asked at every length of a length-generalisation sweep
             place = random.Random(f"{rng.random()}/{p.context_length}")
-            out.append(babi.hide_in_filler(place, story, pool, context_length=p.context_length, filler_vocab=p.filler_vocab))
+            if i in chosen:
+                out.append(babi.hide_in_filler(place, story, pool, context_length=p.context_length,
+                                               filler_vocab=p.filler_vocab))
         return out
 
     def _dataset_samples(self, split: str, n: int) -> list[babi.Sample]:
