@@ -8,9 +8,10 @@ before it. Once the open segment holds ``segment_length`` tokens it is committed
 through ``model.step`` (the write memory reads every token), and its memory (and cache) carry to the next
 segment, so the token that closes a segment costs one segment. A model whose backbone or layout cannot
 extend exactly (``supports_extend``: ARMT, the ``lm_rmt`` distances, a plugin backbone without
-``extend``) re-runs the open segment from the state it started with for each new token instead. A batch is exact too: at every step, the prompts whose open segments have the
-same length and the same number of committed segments run as one batch (equal-length prompts always
-do), so a batch gives what each prompt gives alone.
+``extend``) re-runs the open segment from the state it started with for each new token instead. A
+batch is exact too: at every step, the prompts whose open segments have the same length and the same
+number of committed segments run as one batch (equal-length prompts always do), so a batch gives what
+each prompt gives alone.
 
 Decoding: greedy with ``temperature = 0``; otherwise sampling from ``softmax(logits / temperature)``
 restricted to the ``top_k`` most likely tokens and to the smallest set whose probability reaches
