@@ -231,6 +231,25 @@ def test_a_model_trains_and_evaluates_on_it(tmp_path):
     assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["test/decoding"] == "teacher_forced"
 
 
+def test_the_trainer_s_test_records_the_segment_count_the_curriculum_ended_on(tmp_path):
+    """The final test runs at the curriculum's current stage, not the config's segment length: a run that
+    never advanced is tested in 1 segment, and results.json says so."""
+    config = rmtzoo.load_config({
+        "backbone": {"kind": "transformer_xl", "vocab_size": babi.vocab_size(8), "n_layer": 1, "n_head": 2,
+                     "d_model": 16, "d_head": 8, "d_inner": 32},
+        "memory": {"kind": "read_write", "num_tokens": 2}, "recurrence": {"kind": "rmt"}, "segment": {"length": 16},
+        "task": {"kind": "babilong", "context_length": 48, "n_facts": 2, "filler_vocab": 8, "train_size": 16,
+                 "valid_size": 4, "test_size": 4},
+        "train": {"steps": 2, "batch_size": 4, "log_every": 1, "curriculum": {"segments": [1, 3], "advance_at": 1.0}},
+        "eval": {"every": 2, "batch_size": 4},
+    })
+    from rmtzoo.train import train
+
+    metrics = train(config, tmp_path / "run", log=lambda *a, **k: None)
+    assert metrics["test/segments"] == 1
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test/segments"] == 1
+
+
 # -- the benchmark ---------------------------------------------------------------------------------------
 def test_bench_run_babilong_smoke_sweeps_lengths_and_reports(tmp_path, capsys, monkeypatch):
     pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
@@ -252,6 +271,8 @@ def test_bench_run_babilong_smoke_sweeps_lengths_and_reports(tmp_path, capsys, m
             assert point["tokens_per_s"] > 0 and point["peak_rss_mb"] > 0
     text = (reports / "smoke" / "babilong.md").read_text()
     assert "## Exact match against context length" in text and "| ARMT | 0." in text
+    assert "evenly spaced over the test split" in text and "## Each run: the trainer's test" in text
+    assert text.count("| RMT | 0 | 4 | 1 |") == 1  # smoke: 4 steps, never past 1 segment
     assert (reports / "smoke" / "babilong_lengths.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -272,11 +293,14 @@ def test_the_small_and_paper_presets_reach_a_million_tokens():
 
 def test_the_evaluation_plan_keeps_enough_samples_and_flat_memory():
     pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
-    from rmtzoo_benchmarks.babilong import MAX_SAMPLES, eval_plan
+    from rmtzoo_benchmarks.babilong import MAX_SAMPLES, PRESETS, eval_plan
 
     plan = {n: eval_plan(n, eval_tokens=262_144, min_samples=2, max_batch=8, full=False)
             for n in (256, 8192, 65_536, 1_000_000)}
     assert plan == {256: (MAX_SAMPLES, 8), 8192: (32, 8), 65_536: (4, 4), 1_000_000: (2, 2)}
+    small = PRESETS["small"]  # at least 8 questions per seed at every length, a million tokens included
+    assert [eval_plan(n, eval_tokens=small["eval_tokens"], min_samples=small["eval_min"], max_batch=8, full=False)
+            for n in (4096, 32_768, 1_000_000)] == [(MAX_SAMPLES, 8), (8, 8), (8, 8)]
     # full attention holds [batch, heads, L, L] scores: its batch shrinks with the square of the length
     assert eval_plan(2048, eval_tokens=262_144, min_samples=2, max_batch=8, full=True) == (MAX_SAMPLES, 8)
     assert eval_plan(4096, eval_tokens=262_144, min_samples=2, max_batch=8, full=True) == (MAX_SAMPLES, 4)
@@ -305,12 +329,44 @@ def test_a_batched_length_evaluation_scores_each_sample_as_alone(model):
     # labels that the model answers right exactly for samples 0, 2 and 4
     labels = labels.clone()
     labels[:, -1] = torch.tensor([p if i in (0, 2, 4) else (p + 1) % babi.vocab_size(8) for i, p in enumerate(alone)])
-    task.tensors = lambda split, n=None: (ids[:n], labels[:n])
+    task.tensors = lambda split, n=None, indices=None: (ids[:n], labels[:n]) if indices is None else (ids[indices], labels[indices])
     for batch in (1, 3, 7):
         point = exact_match_at(net, task, n=7, batch_size=batch, progress=False)
         assert point["n"] == 7 and point["batch_size"] == batch and point["length"] == 200
         assert point["accuracy"] == pytest.approx(3 / 7)
         assert point["tokens_per_s"] > 0 and point["peak_rss_mb"] > 0
+    point = exact_match_at(net, task, n=3, batch_size=2, progress=False, indices=[1, 2, 4])  # right on 2 and 4
+    assert point["n"] == 3 and point["indices"] == [1, 2, 4] and point["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_the_sweep_asks_questions_spread_over_the_split_at_every_length(monkeypatch):
+    """Not the split's first n (whose answers repeat: the first five of small's test split are "hallway"):
+    evenly spaced indices, the same for every model and seed, with at least 8 questions per length."""
+    pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
+    from rmtzoo_benchmarks import babilong as spec
+
+    from rmtzoo.train import build_task
+
+    asked = {}
+
+    def fake(model, task, *, n, batch_size=None, progress=True, indices=None):
+        asked[(model.name, task.sequence_length)] = indices
+        return {"length": task.sequence_length, "n": n}
+
+    monkeypatch.setattr(spec, "exact_match_at", fake)
+    for cell in spec.cells("small"):
+        task = build_task(rmtzoo.load_config({**cell.config, "seed": 0}), rmtzoo.Registry())
+        stub = type("Stub", (), {"segment_length": 64, "name": cell.labels["model"]})()
+        spec.analyze(stub, task, labels=dict(cell.labels), path=None)
+    test = task.at_length(256)
+    assert {length for model, length in asked if model == "RMT"} == set(spec.eval_lengths(256, 1_000_000))
+    for (model, length), indices in asked.items():
+        assert indices is not None and len(indices) >= 8 and len(set(indices)) == len(indices)
+        assert indices[-1] >= 150  # reaching the end of the 200-question split, not its start
+        assert indices == asked[("RMT", length)]  # every model asked the same questions
+        answers = {s.answer for s in test.samples("test", indices=indices)}
+        assert len(answers) >= 3, (model, length, answers)
+    assert len(asked[("RMT", 1_000_000)]) >= 8
 
 
 def test_samples_picked_by_index_are_the_split_s_samples_at_those_indices():

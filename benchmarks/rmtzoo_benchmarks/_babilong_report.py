@@ -41,7 +41,7 @@ def draw(rows, *, out_dir) -> str:
     lengths = sorted({n for per in sweeps.values() for n in per})
     lines = ["## Exact match against context length", "",
              "Mean ± sample std over seeds; (Ns, Nn): seeds and test samples in all. Blank: not evaluated. "
-             f"Guessing one of the {len(PLACES)} places scores {1 / len(PLACES):.2f}.", "",
+             f"Guessing one of the {len(PLACES)} places scores {1 / len(PLACES):.2f}. {_samples_note(sweeps)}", "",
              "| model | " + " | ".join(f"{n:,}" for n in lengths) + " |", "|---|" + "---|" * len(lengths)]
     for model, per in sweeps.items():
         lines.append(f"| {model} | " + " | ".join(_cell(per[n]) if n in per else "" for n in lengths) + " |")
@@ -58,9 +58,44 @@ def draw(rows, *, out_dir) -> str:
         scope = "" if all(p.get("peak_rss_scope") == "length" for p in points) else "*"
         lines.append(f"| {model} | {longest:,} | {sum(p['n'] for p in points)} | {batch} | {rate:,.0f} | "
                      f"{max(p['peak_rss_mb'] for p in points):,.0f}{scope} |")
+    lines += ["", *_runs(rows)]
     figure = _figure(sweeps, Path(out_dir) / "babilong_lengths.png")
     lines += ["", figure or "![accuracy against context length](babilong_lengths.png)", ""]
     return "\n".join(lines)
+
+
+def _samples_note(sweeps) -> str:
+    points = [p for per in sweeps.values() for pts in per.values() for p in pts]
+    if all(isinstance(p.get("indices"), list) for p in points):
+        fewest = min(p["distinct_answers"] for p in points)
+        return ("Each point asks test questions evenly spaced over the test split, the same for every model and "
+                f"seed at a length (at least {fewest} different answers among them).")
+    return ("Some points ask the test split's first n questions (result files written before the sweep spread "
+            "them), the same at every seed.")
+
+
+def _runs(rows) -> list[str]:
+    """Per run: where training ended (the trainer's test runs at the curriculum stage it ended on) against
+    the sweep's point at the training length (at the config's segments)."""
+    lines = ["## Each run: the trainer's test and the sweep at the training length", "",
+             "The trainer's test/accuracy (the table above, the whole test split) runs at the segment count the "
+             "curriculum ended on; the sweep runs every length at the config's segment length. They differ "
+             "for a run that never left 1 segment.", "",
+             "| model | seed | steps | segments at the trainer's test | trainer test/accuracy | "
+             "sweep at the training length (n, segment length) |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for record in sorted(row["records"], key=lambda r: r.get("seed", 0)):
+            metrics, points = record.get("metrics", {}), (record.get("analysis") or {}).get("lengths", [])
+            if not points:
+                continue
+            first = min(points, key=lambda p: p["length"])
+            segments = metrics.get("test/segments", "not recorded")
+            accuracy = metrics.get("test/accuracy")
+            trainer = "–" if accuracy is None else f"{accuracy:.3f} ({metrics.get('test/samples', '?')})"
+            at = f", {first['segment_length']}" if "segment_length" in first else ""
+            lines.append(f"| {row['labels']['model']} | {record.get('seed', '?')} | {metrics.get('step', '?')} | "
+                         f"{segments} | {trainer} | {first['accuracy']:.3f} ({first['n']}{at}) |")
+    return lines
 
 
 def _figure(sweeps, path: Path) -> str | None:

@@ -11,7 +11,9 @@ grows with the square of the length).
 The evaluation runs segment by segment at flat memory: what is carried is the memory tokens, the
 associative matrices or the Tr-XL cache, never the past tokens, and only the last position's logits are
 computed. Per length it records exact-match accuracy over ``n`` test samples (``n = eval_tokens // L``,
-at least ``eval_min_samples``, at most 64), run ``eval_batch`` samples at a time (a recurrent model's
+at least ``eval_min_samples``, at most 64) evenly spaced over the test split (:func:`sample_indices`: the
+same questions for every model and seed at a length, not the split's first ``n``, whose answers repeat),
+run ``eval_batch`` samples at a time (a recurrent model's
 memory does not grow with the length, so neither does its batch; full attention's batch shrinks with
 ``L * L``), tokens/s and the peak RSS while evaluating that length (Linux: the peak is reset per length),
 and shows a tqdm bar per length once a length has more than 64 segments.
@@ -23,11 +25,12 @@ Presets:
 - ``small``: 2 layers, d_model 32, qa1 with one fact per story (no distractor: the question names the one
   person who moved, so the model must carry that place from wherever it sits to the question) in 256
   tokens, segments of 64, memory 4; batch 32, AdamW 2e-3, at most 1,000 steps with the curriculum 1, 2,
-  4 segments, stopping at 0.99 validation accuracy at 4 segments. ARMT gets up to 3,000 steps: in 1,000
-  neither of its seeds left the plateau at 1 segment (where its associative memory is still empty, so
-  it is the plateau every model starts on; a 2,000-step pilot of seed 0 left it at step 1,800).
-  Evaluated to 1M tokens (full attention to 8,192) with 64 test samples per seed up to 4,096 tokens,
-  falling to 2 per seed from 131,072 on.
+  4 segments, stopping at 0.99 validation accuracy at 4 segments. RMT and ARMT get up to 3,000 steps:
+  in 1,000 some seeds of each never left the plateau at 1 segment (the loss of guessing a place; every
+  model starts on it, and a 2,000-step ARMT pilot left it at step 1,800). Tr-XL and full attention
+  left it in every seed within 1,000 steps and keep that budget. Evaluated to 1M tokens (full attention
+  to 8,192) with 64 test samples per seed up to 4,096 tokens, then ``262,144 / L``, at least 8 per seed
+  (from 32,768 on, 1M included).
   Pilots on this CPU chose it: with two facts (one distractor) the 2-layer models had not learned which
   person the question names after 600 steps (benchmarks/reports/small/README.md has the record).
 - ``paper``: the sizes of BABILong's RMT/ARMT runs, in this library's terms: a GPT-2-sized decoder (12
@@ -61,8 +64,8 @@ PRESETS = {
     "small": {"arch": {"n_layer": 2, "n_head": 2, "d_model": 32, "d_head": 16, "d_inner": 64},
               "armt": {"d_key": 8, "dpfp_nu": 2}, "length": 256, "segment": 64, "memory": 4, "n_facts": 1,
               "sizes": (4000, 200, 200), "steps": 1000, "batch": 32, "lr": 2e-3, "eval_every": 100,
-              "steps_for": {"ARMT": 3000}, "stop_at": 0.99, "up_to": MAX_LENGTH, "full_up_to": 8192, "eval_tokens": 262_144, "eval_min": 2,
-              "eval_batch": 8, "filler_vocab": 256},
+              "steps_for": {"RMT": 3000, "ARMT": 3000}, "stop_at": 0.99, "up_to": MAX_LENGTH, "full_up_to": 8192,
+              "eval_tokens": 262_144, "eval_min": 8, "eval_batch": 8, "filler_vocab": 256},
     "paper": {"arch": {"n_layer": 12, "n_head": 12, "d_model": 768, "d_head": 64, "d_inner": 3072},
               "armt": {"d_key": 64, "dpfp_nu": 3}, "length": 16_384, "segment": 1024, "memory": 16,
               "n_facts": 4, "sizes": (10_000, 500, 1000), "steps": 20_000, "batch": 32, "lr": 1e-4,
@@ -123,6 +126,12 @@ def eval_lengths(train_length: int, up_to: int) -> list[int]:
     return [*lengths, up_to]
 
 
+def sample_indices(n: int, size: int) -> list[int]:
+    """``n`` indices evenly spaced over a split of ``size`` samples (all of it when ``n >= size``): the
+    questions a sweep point asks, the same for every model and seed."""
+    return list(range(size)) if n >= size else [i * size // n for i in range(n)]
+
+
 def eval_plan(length: int, *, eval_tokens: int, min_samples: int, max_batch: int, full: bool) -> tuple[int, int]:
     """(test samples, batch size) at one length: ``eval_tokens // length`` samples, at least ``min_samples``
     and at most :data:`MAX_SAMPLES`, ``max_batch`` at a time. A recurrent model's memory does not grow with
@@ -156,9 +165,10 @@ def _peak_rss_mb() -> float:
 
 
 @torch.no_grad()
-def exact_match_at(model, task, *, n: int, batch_size: int | None = None, progress: bool = True) -> dict:
-    """Accuracy of the answer token over the first ``n`` test samples of ``task``, ``batch_size`` samples at a
-    time, segment by segment at flat memory (only the memory, associative matrices or cache are carried),
+def exact_match_at(model, task, *, n: int, batch_size: int | None = None, progress: bool = True,
+                   indices: list[int] | None = None) -> dict:
+    """Accuracy of the answer token over the test samples of ``task`` at ``indices`` (else its first ``n``),
+    ``batch_size`` samples at a time, segment by segment at flat memory (only the memory, associative matrices or cache are carried),
     logits of the last position only. Tokens/s over the whole length and the peak RSS while evaluating it
     (since the start of this call where Linux lets the peak be reset, else of the process) alongside."""
     from tqdm.auto import tqdm
@@ -166,7 +176,7 @@ def exact_match_at(model, task, *, n: int, batch_size: int | None = None, progre
     was_training = model.training
     model.eval()
     windowed = _reset_peak_rss()
-    ids, labels = task.tensors("test", n)  # [n, L]
+    ids, labels = task.tensors("test", n) if indices is None else task.tensors("test", indices=indices)  # [n, L]
     batch_size = min(batch_size or n, ids.shape[0])
     device = next(model.parameters()).device
     started = time.perf_counter()
@@ -186,7 +196,11 @@ def exact_match_at(model, task, *, n: int, batch_size: int | None = None, progre
     bar.close()
     seconds = time.perf_counter() - started
     model.train(was_training)
+    answers = labels[:, -1]  # [n]
     return {"length": ids.shape[1], "n": ids.shape[0], "batch_size": batch_size, "accuracy": correct / ids.shape[0],
+            "segment_length": model.segment_length, "indices": "first" if indices is None else sorted(set(indices)),
+            "distinct_answers": int(answers.unique().numel()),
+            "majority_answer_share": round(int(answers.bincount().max()) / answers.numel(), 4),
             "tokens_per_s": ids.numel() / seconds, "seconds": round(seconds, 3),
             "peak_rss_mb": round(_peak_rss_mb(), 1), "peak_rss_scope": "length" if windowed else "process"}
 
@@ -200,7 +214,8 @@ def analyze(model, task, *, labels, path) -> dict:
             model.segment_length = length  # the whole sample in one segment
         n, batch = eval_plan(length, eval_tokens=int(labels["eval_tokens"]), min_samples=int(labels["eval_min_samples"]),
                              max_batch=int(labels["eval_batch"]), full=full)
-        points.append(exact_match_at(model, task.at_length(length), n=n, batch_size=batch))
+        points.append(exact_match_at(model, task.at_length(length), n=n, batch_size=batch,
+                                     indices=sample_indices(n, task.params.test_size)))
     return {"lengths": points}
 
 
@@ -217,8 +232,11 @@ def build(params) -> Benchmark:
         grids=per_preset(cells), x="train_length", line="model", metric="test/accuracy",
         analyze=analyze, draw=_draw,
         notes={"smoke": "smoke checks the plumbing (training, the length sweep, the report), not the numbers",
-               "small": "small: CPU-sized, qa1 with one fact per story (no distractor); 2 test samples per seed "
-                           "from 131,072 tokens on, 64 up to 4,096"},
+               "small": "small: CPU-sized, qa1 with one fact per story (no distractor); test samples evenly "
+                        "spaced over the 200-question test split (the same for every model and seed at a length): "
+                        "64 per seed up to 4,096 tokens, then 262,144 / length, at least 8 per seed (1M included); "
+                        "the table's test/accuracy is the trainer's test at the segment count the curriculum "
+                        "ended on, the sweep's points are at 64-token segments (see the per-run table)"},
     )
 
 

@@ -183,11 +183,12 @@ class BabilongTask:
             out.append(babi.Sample(ids, babi.WORD_IDS[answer[0]], (), story))
         return out
 
-    def tensors(self, split: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_ids ``[N, context_length]`` and labels (IGNORE_INDEX except the answer at the end)."""
-        key = f"{split}/{n}"
+    def tensors(self, split: str, n: int | None = None, *, indices=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids ``[N, context_length]`` and labels (IGNORE_INDEX except the answer at the end) of the
+        first ``n`` samples, or of those at ``indices`` (see :meth:`samples`)."""
+        key = f"{split}/{n}" if indices is None else f"{split}/at/{','.join(map(str, sorted(set(indices))))}"
         if key not in self._cache:
-            samples = self.samples(split, n)
+            samples = self.samples(split, n, indices=indices)
             ids = torch.tensor([s.input_ids for s in samples], dtype=torch.long)  # [N, T]
             labels = torch.full_like(ids, IGNORE_INDEX)
             labels[:, -1] = torch.tensor([s.answer for s in samples])

@@ -476,6 +476,8 @@ class Trainer:
         if folder is not None:
             ckpt.load_weights(folder, self.model, map_location=self.device)
         metrics = {f"test/{k}": v for k, v in self.evaluate("test", whole=True).items()}  # never eval.max_batches
+        if self.config.train.curriculum is not None:  # the test runs at the stage training ended on
+            metrics["test/segments"] = self._curriculum_segments()
         metrics["step"] = self.step
         if self.rank == 0:
             atomic_write_text(self.run_dir / "results.json", json.dumps(metrics, indent=2) + "\n")
