@@ -78,9 +78,10 @@ def _runs(rows) -> list[str]:
     """Per run: where training ended (the trainer's test runs at the curriculum stage it ended on) against
     the sweep's point at the training length (at the config's segments)."""
     lines = ["## Each run: the trainer's test and the sweep at the training length", "",
-             "The trainer's test/accuracy (the table above, the whole test split) runs at the segment count the "
-             "curriculum ended on; the sweep runs every length at the config's segment length. They differ "
-             "for a run that never left 1 segment.", "",
+             "The trainer's test/accuracy (the first table's column, the whole test split) runs at the segment "
+             "count the curriculum ended on; the sweep runs every length at the config's segment length (full "
+             "attention: the whole sample). The two can differ where training ended before the curriculum's "
+             "last stage.", "",
              "| model | seed | steps | segments at the trainer's test | trainer test/accuracy | "
              "sweep at the training length (n, segment length) |", "|---|---|---|---|---|---|"]
     for row in rows:
@@ -89,7 +90,8 @@ def _runs(rows) -> list[str]:
             if not points:
                 continue
             first = min(points, key=lambda p: p["length"])
-            segments = metrics.get("test/segments", "not recorded")
+            curriculum = ((record.get("config") or {}).get("train") or {}).get("curriculum")
+            segments = metrics.get("test/segments", "not recorded" if curriculum else "1 (no curriculum)")
             accuracy = metrics.get("test/accuracy")
             trainer = "–" if accuracy is None else f"{accuracy:.3f} ({metrics.get('test/samples', '?')})"
             at = f", {first['segment_length']}" if "segment_length" in first else ""
