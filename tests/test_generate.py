@@ -247,12 +247,34 @@ def test_a_new_token_computes_one_position_however_many_came_before(tmp_path, re
     # Before token 0: the prompt's whole first segment (one step: 2 + 4 + 2 positions, no cache yet),
     # then opening segment 2: its read memory (2) with the cache projected once (6 with rmt_xl), and
     # prompt token 5. Then one position a token; the token that fills a segment is followed by its
-    # commit (one step: cache + 2 + 4 + 2), and the token after that opens the next segment again.
+    # commit (one step: 2 + 4 + 2; the cache's keys and values are those the last step projected, so
+    # they are not projected again), and the token after that opens the next segment again.
     cache = 6 if recurrence == "rmt_xl" else 0
     assert counts[0] == 8 + (2 + cache) + 1
     commits = {3, 7, 11}  # tokens 0-2 fill segment 2 (after prompt token 5); its commit precedes token 3
     for k, count in enumerate(counts[1:], start=1):
-        want = cache + 8 if k in commits else (2 + cache + 1 if k - 1 in commits else 1)
+        want = 8 if k in commits else (2 + cache + 1 if k - 1 in commits else 1)
         assert count == want, (k, counts)
     rerun = _positions_per_token(model, [1, 2, 3, 4, 5], 14, reuse_keys=False)
     assert rerun[2] > rerun[1] > 1  # the old path re-ran the whole open segment for every token
+
+
+def test_a_commit_in_a_batch_does_not_project_the_cache_again(tmp_path):
+    """Two prompts committed as one batch: each row's commit computes its segment's 8 positions only,
+    and the tokens are those each prompt gives alone."""
+    from rmtzoo.train._generate import generate_batch
+
+    model = _model(tmp_path, "rmt_xl")  # segments of 4, 2 memory tokens, cache 6
+    prompts = [[1, 2, 3, 4, 5], [2, 7, 1, 8, 2]]
+    rows = []
+    hook = model.backbone.layers[0].qkv_net.register_forward_hook(
+        lambda m, args, out: rows.append(tuple(args[0].shape[:2])))
+    try:
+        batch = generate_batch(model, prompts, 11)
+    finally:
+        hook.remove()
+    # batch-1 rows open each prompt's segment (read memory + cache: 8); the batch-2 rows past one
+    # position are the prompts' first segment and the 3 commits
+    commits = [r for r in rows if r[0] == 2 and r[1] > 1]
+    assert commits == [(2, 8)] * 4, rows
+    assert batch == [generate_batch(model, [p], 11)[0] for p in prompts]

@@ -68,7 +68,9 @@ def _pick(logits: torch.Tensor, temperature: float, top_k, top_p, generator) -> 
 
 def _stack(states: list[RecurrentState]) -> RecurrentState:
     """Batch-1 states with the same shapes as one state of batch ``len(states)``. The BPTT window is
-    dropped: without a gradient the model never reads it."""
+    dropped: without a gradient the model never reads it. The Tr-XL cache's reused keys and values
+    (``cache_keys``) are stacked too where every state has them from the same weights, so a commit does
+    not project the cache again; otherwise they are dropped and the model projects it as usual."""
     if len(states) == 1:
         return states[0]
     first = states[0]
@@ -80,17 +82,30 @@ def _stack(states: list[RecurrentState]) -> RecurrentState:
         torch.cat(layer, dim=0) for layer in zip(*(s.cache for s in states), strict=True))  # [B, C, D] each
     associative = None if first.associative is None else tuple(
         torch.cat(layer, dim=0) for layer in zip(*(s.associative for s in states), strict=True))  # [B, F, D+1]
+    keys = None
+    if all(s.cache_keys is not None and s.cache_keys[0] == first.cache_keys[0] for s in states):
+        keys = (first.cache_keys[0], tuple(
+            (torch.cat([kv[0] for kv in layer]), torch.cat([kv[1] for kv in layer]))  # [B, H, C, Dh] each
+            for layer in zip(*(s.cache_keys[1] for s in states), strict=True)))
     return RecurrentState(len(states), cat([s.memory for s in states]), cache, (), first.n_segments,
-                          cat([s.cache_valid for s in states]), associative)
+                          cat([s.cache_valid for s in states]), associative, keys)
 
 
 def _unstack(state: RecurrentState) -> list[RecurrentState]:
+    """One batch-1 state per row, the window dropped and the cache's reused keys kept."""
     def row(x, i):
         return None if x is None else x[i : i + 1]
 
+    def keys(i):
+        if state.cache_keys is None:
+            return None
+        stamp, per_layer = state.cache_keys
+        return stamp, tuple((k[i : i + 1], v[i : i + 1]) for k, v in per_layer)  # [1, H, C, Dh] each
+
     return [RecurrentState(1, row(state.memory, i), None if state.cache is None else tuple(c[i : i + 1] for c in state.cache),
                            (), state.n_segments, row(state.cache_valid, i),
-                           None if state.associative is None else tuple(a[i : i + 1] for a in state.associative))
+                           None if state.associative is None else tuple(a[i : i + 1] for a in state.associative),
+                           keys(i))
             for i in range(state.batch_size)]
 
 
@@ -107,6 +122,8 @@ def _stack_open(opens: list[OpenSegment]) -> OpenSegment:
 
 
 def _unstack_open(open_: OpenSegment, n: int) -> list[OpenSegment]:
+    """One batch-1 open segment per row. ``cache`` is None after :meth:`extend_segment`: the cache's keys
+    and values are then held in ``past``, so nothing is lost."""
     if n == 1:
         return [open_]
     return [OpenSegment(tuple((k[i : i + 1], v[i : i + 1]) for k, v in open_.past), open_.n_tokens, None)
