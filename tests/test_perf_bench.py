@@ -109,8 +109,13 @@ def test_training_targets_smoke(tmp_path):
         "3",
         "--no-memory",
         "--no-profile",
+        "--compile",
+        "--compile-rounds",
+        "2",
+        "--compile-precisions",
+        "fp32",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert doc["ratios"]["linearity k=3"]["n"] == 2 and doc["ratios"]["bf16 rmtzoo/pypi S4"]["n"] == 2
@@ -120,6 +125,9 @@ def test_training_targets_smoke(tmp_path):
         assert doc["flops"][impl]["S4"] > doc["flops"][impl]["S1"] > 0
     assert all(0 < r["share_of_peak"] for r in doc["rates"].values())
     assert doc["peak_start"]["bf16"]["ff_up"] > 0 and doc["loadavg_start"]
+    for key in ("fp32 S4", "fp32 S3"):  # train.compile against eager, paired; its graphs counted
+        entry = doc["compile"][key]
+        assert entry["compiled/eager"]["n"] == 2 and entry["compile_s"] > 0 and 1 <= entry["graphs"] <= 4
 
 
 def test_training_targets_bad_input(tmp_path):

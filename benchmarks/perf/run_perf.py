@@ -87,6 +87,7 @@ class Case:
     n_head: int = 4
     vocab: int = 256
     attention: str = "auto"  # rmtzoo attention backend (auto: eager under bf16 on CPU, sdpa in fp32)
+    compiled: bool = False  # rmtzoo: torch.compile of the per-segment computation (train.compile)
 
     @property
     def name(self) -> str:
@@ -97,6 +98,8 @@ class Case:
             base += "+sel" if self.checkpoint == "selective" else "+ckpt"
         if self.attention != "auto" and self.impl != "pypi":
             base += f"[{self.attention}]"
+        if self.compiled and self.impl != "pypi":
+            base += "+compiled"
         return f"{base} {self.precision}"
 
     @property
@@ -286,6 +289,8 @@ class Runner:
                 "attention": {"kind": c.attention},
             }
             self.model = rmtzoo.build_model(config)
+            if c.compiled:
+                self.model.compile_segments()
         self.params = sum(p.numel() for p in self.model.parameters())
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
 

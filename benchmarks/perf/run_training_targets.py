@@ -15,6 +15,10 @@ preset's sizes (4 layers, d_model 256, 4 heads, segment 128, 10 memory tokens, b
 * In a round every case of a group runs one step, in a fixed order (A, B, C, A, B, C, ...). A **paired
   ratio** is formed per round (speed of A / speed of B in the same round); the report gives its median
   and range, and n = the number of rounds.
+* **compile group** (``--compile``; S = 4 and S = ``--long-segments``): rmtzoo ``rmt`` eager and with
+  ``train.compile`` (``compile_segments``), bf16 and fp32 (``--compile-precisions``). The first (warm-up)
+  step of a compiled case includes its compilation, reported as ``compile_s``; its graphs are counted
+  (``torch._dynamo`` frame counter) to show the recompilations stay bounded. ``--compile-rounds`` rounds.
 * **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` counts the matmul FLOPs (mm, addmm, bmm, ...) of one
   bf16 training step (forward + backward) at S = 1 and S = 4 per implementation (rmtzoo's bf16 attention is
   eager matmuls, so nothing is hidden in a fused kernel); per-segment FLOPs x S is the step's count. The
@@ -106,6 +110,39 @@ def paired(a: list[float], b: list[float], scale: float = 1.0) -> dict:
     }
 
 
+def compile_group(base: Case, long_segments: int, args, log) -> dict:
+    """Eager against ``train.compile`` at S = 4 and S = long, paired per round; compile time, graph count."""
+    import torch._dynamo.utils as dynamo_utils
+
+    precisions = [p.strip() for p in args.compile_precisions.split(",") if p.strip()]
+    out: dict = {}
+    for precision in precisions:
+        for segments in (4, long_segments):
+            eager_case = replace(base, segments=segments, precision=precision)
+            compiled_case = replace(eager_case, compiled=True)
+            eager, compiled = Runner(eager_case), Runner(compiled_case)
+            frames = dynamo_utils.counters["stats"]["unique_graphs"]
+            t0 = time.perf_counter()
+            compiled.train_step()  # compiles: the first train-mode step
+            compile_s = time.perf_counter() - t0
+            eager.train_step()
+            t_e, t_c = [], []
+            for rep in range(args.compile_rounds):
+                t_e.append(eager.train_step())
+                t_c.append(compiled.train_step())
+                log(f"  compile {precision} S{segments}: round {rep + 1}/{args.compile_rounds}")
+            key = f"{precision} S{segments}"
+            out[key] = {
+                "compiled/eager": paired(t_c, t_e),
+                "eager_median_s": round(statistics.median(t_e), 4),
+                "compiled_median_s": round(statistics.median(t_c), 4),
+                "compile_s": round(compile_s, 1),
+                "graphs": dynamo_utils.counters["stats"]["unique_graphs"] - frames,
+            }
+            log(f"  compile {key}: {out[key]}")
+    return out
+
+
 def loadavg() -> list[float]:
     try:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -124,8 +161,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time train.compile against eager")
+    ap.add_argument("--compile-rounds", type=int, default=5)
+    ap.add_argument("--compile-precisions", default="bf16,fp32", help="comma-separated: bf16, fp32")
     args = ap.parse_args(argv)
-    if min(args.short_rounds, args.long_rounds) < 1 or args.warmup < 0 or args.long_segments < 1:
+    if min(args.short_rounds, args.long_rounds, args.compile_rounds) < 1 or args.warmup < 0 or args.long_segments < 1:
         print(
             "run_training_targets.py: rounds must be >= 1, warmup >= 0, long segments >= 1", file=sys.stderr
         )
@@ -240,6 +280,8 @@ def main(argv=None) -> int:
         "linearity k=16": paired(S["rmt bf16 S1"], S["rmt bf16 S16"], scale=1 / 16),
         f"linearity k={L}": paired(Ls["rmt bf16 S1"], Ls[f"rmt bf16 S{L}"], scale=1 / L),
     }
+    if args.compile:
+        doc["compile"] = compile_group(base, L, args, log)
     if not args.no_profile:
         doc["profiles"] = []
         for impl in ("rmtzoo", "pypi"):
