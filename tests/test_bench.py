@@ -156,7 +156,7 @@ def test_run_writes_one_result_per_cell_and_a_rerun_skips_them(tmp_path, capsys)
         assert record["labels"]["segments"] == 3 and record["seed"] == 0
         assert 0.0 <= record["metrics"]["test/accuracy"] <= 1.0
         assert set(record["versions"]) == {"rmtzoo", "torch", "python"}
-        assert {"platform", "cpu", "gpu"} <= set(record["hardware"])
+        assert {"platform", "cpu", "cpu_capability", "gpu"} <= set(record["hardware"])
         assert (folder / "runs" / record["hash"] / "checkpoints").is_dir()
         models.add(record["labels"]["model"])
     assert models == {"Baseline", "MemTr", "Tr-XL", "RMT"}

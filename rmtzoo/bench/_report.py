@@ -352,6 +352,12 @@ def _backbone_lines(rows) -> list[str]:
     return [f"- backbone: {' / '.join(f'`{k}`' for k in kinds)}" + (f" ({'; '.join(sizes)})" if sizes else "")]
 
 
+def _cpu(hw: dict) -> str:
+    """The CPU's name, with torch's kernel capability (AVX2, AVX512, ...) where the record has it."""
+    capability = hw.get("cpu_capability")
+    return f"{hw.get('cpu')} ({capability})" if capability else f"{hw.get('cpu')}"
+
+
 def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
     label_keys = list(dict.fromkeys(k for row in rows for k in row["labels"]))
     have_ref = bool(reference_rows)
@@ -370,11 +376,11 @@ def render(bench, rows, *, preset: str, reference_rows, command: str) -> str:
             *_decoding_lines(rows),
             "- verdicts: \"holds\" only where every margin exceeds the seed spread (the larger sample std of "
             "the cells compared, each with at least 2 seeds); a smaller margin is \"within noise\"",
-            f"- report written on: {hw['platform']}, CPU {hw['cpu']}, GPU {hw['gpu'] or 'none'}",
+            f"- report written on: {hw['platform']}, CPU {_cpu(hw)}, GPU {hw['gpu'] or 'none'}",
             "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items())]
     for text in recorded:
         h = json.loads(text)
-        out.append(f"- results produced on: {h.get('platform')}, CPU {h.get('cpu')}, GPU {h.get('gpu') or 'none'}")
+        out.append(f"- results produced on: {h.get('platform')}, CPU {_cpu(h)}, GPU {h.get('gpu') or 'none'}")
     out += _backbone_lines(rows)
     if preset in bench.notes:
         out.append(f"- note: {bench.notes[preset]}")

@@ -191,7 +191,11 @@ def hardware() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(), "gpu": gpu}
+    # the CPU kernels torch dispatches to (e.g. AVX2, AVX512): results can differ in the last bits
+    # between them, and a run on the edge of a training plateau can then go either way
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_capability": capability, "cpu_count": os.cpu_count(),
+            "gpu": gpu}
 
 
 # -- running one cell ----------------------------------------------------------------------------------
