@@ -138,9 +138,19 @@ class RecurrentMemoryModel(nn.Module):
         split of one segment, the unit that step, the BPTT replay and checkpointing run. Shapes are
         static (``dynamic=False``), so one graph is compiled per segment shape (full and shorter last
         segment, with and without a cache yet) and mode (train/eval, gradient or not); the recurrence
-        around it stays eager, and its state is passed in and returned as before."""
-        eager = type(self)._run_segment.__get__(self)
-        self._run_segment = torch.compile(eager, backend=backend, dynamic=False)
+        around it stays eager, and its state is passed in and returned as before.
+
+        Each model compiles its own copy of the method's code: dynamo keeps its graphs, and its limit on
+        recompilations (``torch._dynamo.config.recompile_limit``, 8), per code object, so with one shared
+        code object every model compiled in a process (a grid's cells, eager and compiled side by side)
+        would add its graphs to one count, and once that reached the limit later models would silently
+        run eager."""
+        import types
+
+        method = type(self)._run_segment
+        own = types.FunctionType(method.__code__.replace(), method.__globals__, method.__name__, method.__defaults__,
+                                 method.__closure__)
+        self._run_segment = torch.compile(own.__get__(self), backend=backend, dynamic=False)
         return self
 
     # -- state ------------------------------------------------------------------------------------

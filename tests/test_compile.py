@@ -93,3 +93,19 @@ def test_train_compile_is_a_config_option_used_by_the_trainer_and_left_out_of_th
     trainer = Trainer(config, tmp_path, registry=REGISTRY, log=lambda *a: None)
     assert calls == ["inductor"]
     assert trainer.model._run_segment is not type(trainer.model)._run_segment
+
+
+def test_every_compiled_model_gets_its_own_recompile_budget(monkeypatch):
+    """Graphs of one model do not count against another's: with the recompile limit at what one model
+    needs, a third model in the same process still compiles every graph (before, the models shared one
+    code object, and from the second model on dynamo fell back to eager)."""
+    torch._dynamo.reset()
+    ids = torch.randint(0, 13, (2, 15), generator=torch.Generator().manual_seed(0))
+    first = CountingBackend()
+    _loss_and_grads(rmtzoo.build_model(CONFIG, registry=REGISTRY).compile_segments(backend=first), ids)
+    assert first.graphs >= 2
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", first.graphs)
+    for _ in range(2):
+        backend = CountingBackend()
+        _loss_and_grads(rmtzoo.build_model(CONFIG, registry=REGISTRY).compile_segments(backend=backend), ids)
+        assert backend.graphs == first.graphs
