@@ -128,6 +128,7 @@ def test_training_targets_smoke(tmp_path):
     for key in ("fp32 S4", "fp32 S3"):  # train.compile against eager, paired; its graphs counted
         entry = doc["compile"][key]
         assert entry["compiled/eager"]["n"] == 2 and entry["compile_s"] > 0 and 1 <= entry["graphs"] <= 4
+        assert entry["graphs_in_timed_rounds"] == 0  # nothing recompiles once warm
 
 
 def test_training_targets_bad_input(tmp_path):
