@@ -310,9 +310,8 @@ def test_the_evaluation_plan_keeps_enough_samples_and_flat_memory():
 @pytest.mark.parametrize("model", ["RMT", "ARMT", "Tr-XL"])
 def test_a_batched_length_evaluation_scores_each_sample_as_alone(model):
     pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
-    from rmtzoo_benchmarks.babilong import PRESETS, exact_match_at, model_blocks
-
     from rmtzoo.train import build_task, prepare_model
+    from rmtzoo_benchmarks.babilong import PRESETS, exact_match_at, model_blocks
 
     config = model_blocks(model, PRESETS["smoke"])
     config["backbone"]["vocab_size"] = babi.vocab_size(8)
@@ -343,9 +342,8 @@ def test_the_sweep_asks_questions_spread_over_the_split_at_every_length(monkeypa
     """Not the split's first n (whose answers repeat: the first five of small's test split are "hallway"):
     evenly spaced indices, the same for every model and seed, with at least 8 questions per length."""
     pytest.importorskip("rmtzoo_benchmarks", reason="pip install -e benchmarks")
-    from rmtzoo_benchmarks import babilong as spec
-
     from rmtzoo.train import build_task
+    from rmtzoo_benchmarks import babilong as spec
 
     asked = {}
 

@@ -28,8 +28,8 @@ class CountingBackend:
         self.graphs = 0
 
     def __call__(self, gm, example_inputs):
-        from torch._dynamo.backends.common import aot_autograd
         from functorch.compile import make_boxed_func
+        from torch._dynamo.backends.common import aot_autograd
 
         self.graphs += 1
         return aot_autograd(fw_compiler=lambda g, _: make_boxed_func(g.forward))(gm, example_inputs)

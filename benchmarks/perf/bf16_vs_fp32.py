@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run_perf  # noqa: E402  (the perf scripts' shared helpers)
+
 
 def run_one(config_path: str, precision: str, seed: int, steps: int, root: Path) -> dict:
     import rmtzoo
@@ -130,8 +133,9 @@ def main(argv=None) -> int:
     if args.steps < 1 or args.seeds < 1:
         print("bf16_vs_fp32.py: --steps and --seeds must be >= 1", file=sys.stderr)
         return 2
-    import rmtzoo
     import torch
+
+    import rmtzoo
 
     try:
         rmtzoo.load_config(args.config)
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
         "command": " ".join(["python", "benchmarks/perf/bf16_vs_fp32.py", *(sys.argv[1:] if argv is None else argv)]),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "config": args.config, "steps": args.steps, "torch": torch.__version__,
-        "python": platform.python_version(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "runs": [],
+        "python": platform.python_version(), "cpu_model": run_perf.cpu_model(), "cpu_count": os.cpu_count(), "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
@@ -159,16 +163,6 @@ def main(argv=None) -> int:
     write_atomic(args.out.with_name(args.out.name + ".md"), render(doc))
     print(f"wrote {args.out}.json / .md")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ MODES = ("none", "rmt", "xl", "rmt_xl")
 
 def build(impl: str, mode: str, size: dict, memory: int):
     if impl == "pypi":
-        from recurrent_memory_transformer_pytorch import RecurrentMemoryTransformer, RecurrentMemoryTransformerWrapper
+        from recurrent_memory_transformer_pytorch import (
+            RecurrentMemoryTransformer,
+            RecurrentMemoryTransformerWrapper,
+        )
 
         core = RecurrentMemoryTransformer(size["d_model"], num_tokens=size["vocab"], depth=size["n_layer"],
                                           num_memory_tokens=memory, seq_len=size["segment"], dim_head=size["d_head"],

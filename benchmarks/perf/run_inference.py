@@ -121,7 +121,7 @@ def bench_stream(args, gen) -> dict:
     core = build_pypi()
     for recurrence in ("rmt", "rmt_xl"):
         model = build(recurrence)
-        cases = {f"{recurrence} {p} {path}": (lambda p=p, grad=(path == "recompute"): stream(model, ids, p, grad))
+        cases = {f"{recurrence} {p} {path}": (lambda p=p, grad=(path == "recompute"), model=model: stream(model, ids, p, grad))
                  for p in ("fp32", "bf16") for path in ("reuse", "recompute")}
         if recurrence == "rmt" and core is not None:
             cases.update({f"pypi {p}": (lambda p=p: stream_pypi(core, ids, p)) for p in ("fp32", "bf16")})

@@ -39,7 +39,13 @@ import torch.nn.functional as F
 from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
-from rmtzoo._components import BackboneCapabilities, BackboneOutput, BackboneSpec, RecurrencePolicy, RecurrenceSpec
+from rmtzoo._components import (
+    BackboneCapabilities,
+    BackboneOutput,
+    BackboneSpec,
+    RecurrencePolicy,
+    RecurrenceSpec,
+)
 from rmtzoo._registry import hookimpl
 from rmtzoo.backbones.transformer_xl import TransformerXL, TransformerXLParams
 from rmtzoo.recurrences import RmtParams

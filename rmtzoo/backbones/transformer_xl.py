@@ -31,7 +31,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 from torch import nn
 

@@ -35,10 +35,15 @@ from rmtzoo.testing._profiles import load_hypothesis_profile
 
 load_hypothesis_profile("ci" if os.environ.get("CI") else "dev")  # before the suites below are defined
 
-from rmtzoo.testing._combos import Combo, all_combos, is_valid
-from rmtzoo.testing._contract import AttentionContract, BackboneContract, PlacementContract, RecurrenceContract
-from rmtzoo.testing._properties import ModelProperties
-from rmtzoo.testing._suite import Suite
+from rmtzoo.testing._combos import Combo, all_combos, is_valid  # noqa: E402
+from rmtzoo.testing._contract import (  # noqa: E402
+    AttentionContract,
+    BackboneContract,
+    PlacementContract,
+    RecurrenceContract,
+)
+from rmtzoo.testing._properties import ModelProperties  # noqa: E402
+from rmtzoo.testing._suite import Suite  # noqa: E402
 
 __all__ = [
     "AttentionContract",

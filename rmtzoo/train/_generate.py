@@ -117,7 +117,7 @@ def _stack_open(opens: list[OpenSegment]) -> OpenSegment:
     past = None if first.past is None else tuple(
         (torch.cat([o.past[i][0] for o in opens]), torch.cat([o.past[i][1] for o in opens]))  # [G, H, P, Dh]
         for i in range(len(first.past)))
-    cache = None if first.cache is None else tuple(torch.cat(layer) for layer in zip(*(o.cache for o in opens)))
+    cache = None if first.cache is None else tuple(torch.cat(layer) for layer in zip(*(o.cache for o in opens), strict=True))
     return OpenSegment(past, first.n_tokens, cache)
 
 

@@ -6,7 +6,6 @@ runner and the report."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import rmtzoo
