@@ -95,7 +95,7 @@ def test_train_compile_is_a_config_option_used_by_the_trainer_and_left_out_of_th
     assert trainer.model._run_segment is not type(trainer.model)._run_segment
 
 
-def test_every_compiled_model_gets_its_own_recompile_budget(monkeypatch):
+def test_every_compiled_model_gets_its_own_recompile_budget():
     """Graphs of one model do not count against another's: with the recompile limit at what one model
     needs, a third model in the same process still compiles every graph (before, the models shared one
     code object, and from the second model on dynamo fell back to eager)."""
@@ -104,8 +104,11 @@ def test_every_compiled_model_gets_its_own_recompile_budget(monkeypatch):
     first = CountingBackend()
     _loss_and_grads(rmtzoo.build_model(CONFIG, registry=REGISTRY).compile_segments(backend=first), ids)
     assert first.graphs >= 2
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", first.graphs)
-    for _ in range(2):
-        backend = CountingBackend()
-        _loss_and_grads(rmtzoo.build_model(CONFIG, registry=REGISTRY).compile_segments(backend=backend), ids)
-        assert backend.graphs == first.graphs
+    limit = torch._dynamo.config.recompile_limit
+    # dynamo's own patcher (monkeypatch's undo deletes the option, which breaks every later compile)
+    with torch._dynamo.config.patch(recompile_limit=first.graphs):
+        for _ in range(2):
+            backend = CountingBackend()
+            _loss_and_grads(rmtzoo.build_model(CONFIG, registry=REGISTRY).compile_segments(backend=backend), ids)
+            assert backend.graphs == first.graphs
+    assert torch._dynamo.config.recompile_limit == limit  # restored
