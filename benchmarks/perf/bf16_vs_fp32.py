@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_perf  # noqa: E402  (the perf scripts' shared helpers)
 
+from rmtzoo._io import atomic_write, atomic_write_text  # noqa: E402  (temporary file + rename, user's umask)
+
 
 def run_one(config_path: str, precision: str, seed: int, steps: int, root: Path) -> dict:
     import rmtzoo
@@ -41,16 +43,16 @@ def run_one(config_path: str, precision: str, seed: int, steps: int, root: Path)
     t0 = time.perf_counter()
     results = train(config, run_dir, log=lambda *_: None, device="cpu", threads=1)
     wall = time.perf_counter() - t0
-    train, valid = [], []
+    losses, valid = [], []
     for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         if "event" in record:
             continue
         if "train/loss" in record:
-            train.append([record["step"], record["train/loss"]])
+            losses.append([record["step"], record["train/loss"]])
         if "valid/accuracy" in record:
             valid.append([record["step"], record["valid/accuracy"]])
-    return {"precision": precision, "seed": seed, "wall_s": round(wall, 1), "train_loss": train,
+    return {"precision": precision, "seed": seed, "wall_s": round(wall, 1), "train_loss": losses,
             "valid_accuracy": valid, "test": {k: v for k, v in results.items() if isinstance(v, int | float)}}
 
 
@@ -58,6 +60,7 @@ def render(doc: dict) -> str:
     runs = doc["runs"]
     seeds = sorted({r["seed"] for r in runs})
     by = {(r["precision"], r["seed"]): r for r in runs}
+    loss = {key: dict(map(tuple, r["train_loss"])) for key, r in by.items()}  # (precision, seed) -> {step: loss}
     lines = [
         f"# bf16 autocast against fp32: `{doc['config']}`, {doc['steps']} steps, seeds {', '.join(map(str, seeds))}",
         "",
@@ -74,8 +77,8 @@ def render(doc: dict) -> str:
     steps = [s for s, _ in by["fp32", seeds[0]]["train_loss"]]
     shown = sorted(set(steps[:: max(1, len(steps) // 10)] + steps[-1:]))
     for step in shown:
-        f = [dict(map(tuple, by["fp32", s]["train_loss"]))[step] for s in seeds]
-        b = [dict(map(tuple, by["bf16", s]["train_loss"]))[step] for s in seeds]
+        f = [loss["fp32", s][step] for s in seeds]
+        b = [loss["bf16", s][step] for s in seeds]
         worst = max(abs(x - y) for x, y in zip(f, b, strict=True))
         lines.append(f"| {step} | {statistics.mean(f):.4f} | {statistics.mean(b):.4f} | "
                      f"{statistics.mean(b) - statistics.mean(f):+.4f} ({worst:.4f}) |")
@@ -110,17 +113,9 @@ def figure(doc: dict, path: Path) -> bool:
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110), binary=True)
     plt.close(fig)
-    os.replace(tmp, path)
     return True
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -159,8 +154,8 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     png = args.out.with_name(args.out.name + ".png")
     doc["figure"] = png.name if figure(doc, png) else None
-    write_atomic(args.out.with_name(args.out.name + ".json"), json.dumps(doc, indent=1) + "\n")
-    write_atomic(args.out.with_name(args.out.name + ".md"), render(doc))
+    atomic_write_text(args.out.with_name(args.out.name + ".json"), json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(args.out.with_name(args.out.name + ".md"), render(doc))
     print(f"wrote {args.out}.json / .md")
     return 0
 

@@ -51,6 +51,8 @@ sys.path.insert(0, str(HERE))
 import run_perf  # noqa: E402
 from run_perf import Case, Runner  # noqa: E402
 
+from rmtzoo._io import atomic_write_text  # noqa: E402
+
 
 def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, reps: int) -> float:
     """Median GFLOP/s of one [m, k] @ [k, n] matmul."""
@@ -305,10 +307,7 @@ def _finish(doc: dict, args, base: Case, reps: int, t_start: float, log) -> int:
     log(f"  {doc['peak_end']}")
     doc["loadavg_end"] = loadavg()
     doc["wall_s"] = round(time.perf_counter() - t_start, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
     for k, v in doc.get("ratios", {}).items():
         log(f"  {k}: {v}")
     for k, v in doc.get("rates", {}).items():
