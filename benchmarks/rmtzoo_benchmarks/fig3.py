@@ -115,9 +115,10 @@ def _small_note(small):
     counts = "/".join(str(n) for n, _ in small["segments"])
     task = ", ".join(f"{k} {v}" for k, v in small["task"].items() if k != "train_size") or "the paper's task"
     steps = small.get("train", {}).get("steps", 2_500)
+    extra = small.get("note", "")
     return (f"small runs {task} in {counts} segments of {lengths} tokens with a {small['arch']['n_layer']}-layer "
             f"d_model-64 model for at most {steps:,} steps; the paper column is the paper's full-size task at the "
-            "same segment count, shown for orientation only")
+            "same segment count, shown for orientation only" + (f"; {extra}" if extra else ""))
 
 
 COPY_ARCH = {"vocab_size": 12, "n_layer": 4, "n_head": 4, "d_model": 128, "d_head": 64, "d_inner": 256}
@@ -162,7 +163,10 @@ FIG3_SPECS = {
         # 2 pairs (6 tokens) did: 0.998 after 7,000 steps at batch 64, dropout 0 (a phase change near 4,000)
         small={"task": {"n_pairs": 2, "segmenting": "equal", "train_size": 50_000},
                "arch": {"vocab_size": 37, **SMALL_ARCH}, "segments": [(1, 6), (2, 3), (3, 2)],
-               "backbone": {"dropout": 0.0}, "train": {"batch_size": 64, "steps": 7_000}},
+               "backbone": {"dropout": 0.0}, "train": {"batch_size": 64, "steps": 7_000},
+               "note": "0.5 is what an answer from the last segment alone can score at 2 segments; the RMT "
+                       "runs tried beyond this grid (more steps, lr, memory, a segment curriculum, 4 pairs) are "
+                       "in benchmarks/reports/small/README.md, 'Can RMT learn 2-pair retrieval through memory?'"},
     ),
 }
 
