@@ -31,13 +31,13 @@ from rmtzoo_benchmarks.fig3 import FIG3
 HERE = pathlib.Path(__file__).parent
 
 
-def base(segments: int) -> dict:
-    """fig3c's `small` RMT cell at ``segments`` (2: segments of 3, memory 3; 3: segments of 2, memory 2)."""
+def base(segments: int, model: str = "RMT") -> dict:
+    """fig3c's `small` ``model`` cell at ``segments`` (2: segments of 3, memory or cache 3; 3: segments of 2)."""
     _, build = FIG3["fig3c"]
     bench = build(None)
     grid = bench.grids["small"]
     for cell in grid() if callable(grid) else grid:
-        if cell.labels["model"] == "RMT" and cell.labels["segments"] == segments:
+        if cell.labels["model"] == model and cell.labels["segments"] == segments:
             return json.loads(json.dumps(cell.config))
     raise KeyError(segments)
 
@@ -68,6 +68,8 @@ def pilots() -> dict[str, tuple[str, dict]]:
         "curr2_mem6": ("curriculum 1 -> 2 and memory 6", with_(b2, train__curriculum=CURRICULUM_2, memory__num_tokens=6)),
         "curr3": ("3 segments of 2, memory 2, curriculum 1 -> 2 -> 3", with_(b3, train__curriculum=CURRICULUM_3)),
         "long20k": ("20,000 steps (lr 2e-3 as in the cell)", with_(b2, train__steps=20_000)),
+        "trxl_long20k": ("Tr-XL's cell (cache 3) with 20,000 steps: the same budget for the comparison",
+                         with_(base(2, "Tr-XL"), train__steps=20_000)),
         "long20k_3seg": ("3 segments of 2, memory 2, 20,000 steps", with_(b3, train__steps=20_000)),
         "pairs4_long20k": ("the paper's 4 pairs (10 tokens) in 2 segments of 5, memory 5, 20,000 steps",
                            with_(b2, task__n_pairs=4, segment__length=5, memory__num_tokens=5, train__steps=20_000)),
