@@ -18,12 +18,14 @@ run one at a time.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import tempfile
 import time
 
 import rmtzoo
+from rmtzoo._config import set_dotted
 from rmtzoo._io import atomic_write_text
 from rmtzoo.train import train
 from rmtzoo_benchmarks.fig3 import FIG3
@@ -34,27 +36,21 @@ HERE = pathlib.Path(__file__).parent
 def base(segments: int, model: str = "RMT") -> dict:
     """fig3c's `small` ``model`` cell at ``segments`` (2: segments of 3, memory or cache 3; 3: segments of 2)."""
     _, build = FIG3["fig3c"]
-    bench = build(None)
-    grid = bench.grids["small"]
-    for cell in grid() if callable(grid) else grid:
+    for cell in build(None).cells("small"):
         if cell.labels["model"] == model and cell.labels["segments"] == segments:
-            return json.loads(json.dumps(cell.config))
+            return copy.deepcopy(cell.config)
     raise KeyError(segments)
 
 
-def with_(config: dict, **dotted) -> dict:
-    out = json.loads(json.dumps(config))
+def with_(config: dict, dotted: dict) -> dict:
+    """A copy of ``config`` with the dotted overrides (``{"train.steps": 20_000}``) set, as the CLI sets them."""
+    out = copy.deepcopy(config)
     for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        set_dotted(out, key, value)
     return out
 
 
 CURRICULUM_2 = {"segments": [1, 2], "advance_at": 0.95}
-CURRICULUM_3 = {"segments": [1, 2, 3], "advance_at": 0.95}
 
 
 def pilots() -> dict[str, tuple[str, dict]]:
@@ -62,17 +58,16 @@ def pilots() -> dict[str, tuple[str, dict]]:
     return {
         "base2": ("fig3c's cell as it is: 2 segments of 3, memory 3, lr 2e-3, 7,000 steps", b2),
         "curr2": ("curriculum 1 -> 2 segments (advance at 0.95 validation accuracy)",
-                  with_(b2, train__curriculum=CURRICULUM_2)),
-        "mem6": ("memory 6 (twice the segment)", with_(b2, memory__num_tokens=6)),
-        "lr1e-3_20k": ("lr 1e-3, 20,000 steps", with_(b2, train__lr=1e-3, train__steps=20_000)),
-        "curr2_mem6": ("curriculum 1 -> 2 and memory 6", with_(b2, train__curriculum=CURRICULUM_2, memory__num_tokens=6)),
-        "curr3": ("3 segments of 2, memory 2, curriculum 1 -> 2 -> 3", with_(b3, train__curriculum=CURRICULUM_3)),
-        "long20k": ("20,000 steps (lr 2e-3 as in the cell)", with_(b2, train__steps=20_000)),
+                  with_(b2, {"train.curriculum": CURRICULUM_2})),
+        "mem6": ("memory 6 (twice the segment)", with_(b2, {"memory.num_tokens": 6})),
+        "lr1e-3_20k": ("lr 1e-3, 20,000 steps", with_(b2, {"train.lr": 1e-3, "train.steps": 20_000})),
+        "long20k": ("20,000 steps (lr 2e-3 as in the cell)", with_(b2, {"train.steps": 20_000})),
         "trxl_long20k": ("Tr-XL's cell (cache 3) with 20,000 steps: the same budget for the comparison",
-                         with_(base(2, "Tr-XL"), train__steps=20_000)),
-        "long20k_3seg": ("3 segments of 2, memory 2, 20,000 steps", with_(b3, train__steps=20_000)),
+                         with_(base(2, "Tr-XL"), {"train.steps": 20_000})),
+        "long20k_3seg": ("3 segments of 2, memory 2, 20,000 steps", with_(b3, {"train.steps": 20_000})),
         "pairs4_long20k": ("the paper's 4 pairs (10 tokens) in 2 segments of 5, memory 5, 20,000 steps",
-                           with_(b2, task__n_pairs=4, segment__length=5, memory__num_tokens=5, train__steps=20_000)),
+                           with_(b2, {"task.n_pairs": 4, "segment.length": 5, "memory.num_tokens": 5,
+                                      "train.steps": 20_000})),
     }
 
 

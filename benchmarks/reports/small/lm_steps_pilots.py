@@ -15,6 +15,7 @@ Test perplexity, wall time and the whole config of each run go to benchmarks/rep
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import tempfile
@@ -36,7 +37,7 @@ PICKS = {  # name -> the wt103 small cell's labels
 def cell_config(labels: dict) -> dict:
     for cell in wt103_cells("small"):
         if all(cell.labels.get(k) == v for k, v in labels.items()):
-            return json.loads(json.dumps(cell.config))
+            return copy.deepcopy(cell.config)
     raise KeyError(labels)
 
 
